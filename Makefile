@@ -1,0 +1,64 @@
+# liftlab — the two commands: `make demo` (main job on the embedded Postgres) and `make test`.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV := .venv
+DBT_VENV := .venv-dbt
+BIN := $(VENV)/bin
+UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
+MANIFEST := dbt_project/target/manifest.json
+DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '/target/' | grep -v '/logs/')
+
+.PHONY: setup demo test test-fast dev psql stop decisions validate lock bench clean
+
+setup: $(VENV)/.installed $(DBT_VENV)/.installed $(MANIFEST)
+
+$(VENV)/.installed: requirements.lock pyproject.toml
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
+	$(UV) venv -q --allow-existing -p $(PYTHON) $(VENV)
+	$(UV) pip install -q -p $(BIN)/python -r requirements.lock
+	$(UV) pip install -q -p $(BIN)/python --no-deps -e .
+	@touch $@
+
+# dbt-core's pins conflict with causalml's (pathspec/black), so dbt gets its own virtualenv;
+# Dagster calls it through DbtCliResource(dbt_executable=.venv-dbt/bin/dbt).
+$(DBT_VENV)/.installed: requirements-dbt.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
+	$(UV) venv -q --allow-existing -p $(PYTHON) $(DBT_VENV)
+	$(UV) pip install -q -p $(DBT_VENV)/bin/python -r requirements-dbt.lock
+	@touch $@
+
+$(MANIFEST): $(DBT_VENV)/.installed $(DBT_SOURCES)
+	cd dbt_project && DBT_SEND_ANONYMOUS_USAGE_STATS=false ../$(DBT_VENV)/bin/dbt parse --quiet --profiles-dir .
+
+demo: setup  ## generate the synthetic world, run every asset, print the decisions
+	$(BIN)/liftlab demo
+
+test: setup  ## the whole suite against real Postgres (embedded + the server at 127.0.0.1:5432)
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+dev: setup  ## Dagster UI with the daemon on http://localhost:3000
+	$(BIN)/liftlab dev
+
+psql: setup  ## SQL shell on liftlab's database (embedded or DATABASE_URL)
+	$(BIN)/liftlab psql
+
+decisions: setup
+	$(BIN)/liftlab decisions
+
+validate: setup  ## validate the experiment specs and the Dagster definitions
+	$(BIN)/liftlab validate
+	eval "$$($(BIN)/liftlab db env)" && $(BIN)/dagster definitions validate -m liftlab.definitions
+
+stop:  ## stop the embedded Postgres
+	$(BIN)/liftlab db stop
+
+lock:  ## re-resolve the locked dependencies
+	$(UV) pip compile pyproject.toml --extra dev -p 3.11 -o requirements.lock
+	$(UV) pip compile requirements-dbt.in -p 3.11 -o requirements-dbt.lock
+
+clean:
+	rm -rf $(VENV) $(DBT_VENV) .dagster_home dbt_project/target dbt_project/logs .pytest_cache
