@@ -1,0 +1,74 @@
+"""Multiplicity-adjusted p values: Holm (FWER) and Benjamini–Hochberg (FDR).
+
+Both return *adjusted* p values — reject ``H_i`` at level ``q`` iff
+``adjusted[i] <= q`` — which are monotone in the raw p values and capped at 1.
+NaN entries (untestable hypotheses, e.g. a degenerate arm) are passed through
+as NaN and do not count towards the number of hypotheses ``m``.  Results agree
+with ``statsmodels.stats.multitest.multipletests(method="holm" | "fdr_bh")``
+on the non-NaN entries.
+
+Sources: Holm, S. (1979) "A simple sequentially rejective multiple test
+procedure", Scandinavian Journal of Statistics 6(2) 65–70; Benjamini, Y. &
+Hochberg, Y. (1995) "Controlling the false discovery rate: a practical and
+powerful approach to multiple testing", JRSS B 57(1) 289–300.  The adjusted-p
+formulation follows Wright, S. P. (1992) "Adjusted p-values for simultaneous
+inference", Biometrics 48(4).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["holm", "benjamini_hochberg"]
+
+
+def _prepare(pvalues: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p = np.asarray(pvalues, dtype=np.float64)
+    flat = p.ravel()
+    ok = ~np.isnan(flat)
+    vals = flat[ok]
+    if np.any((vals < 0.0) | (vals > 1.0)):
+        raise ValueError("p values must lie in [0, 1] (NaN allowed)")
+    return p, ok, vals
+
+
+def _finish(p: np.ndarray, ok: np.ndarray, adjusted: np.ndarray) -> np.ndarray:
+    out = np.full(p.size, np.nan)
+    out[ok] = adjusted
+    return out.reshape(p.shape)
+
+
+def holm(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Holm (1979) step-down adjusted p values (strong FWER control).
+
+    ``adj_(i) = max_{j<=i} min(1, (m − j + 1)·p_(j))`` for sorted p values.
+    """
+    p, ok, vals = _prepare(pvalues)
+    m = vals.size
+    if m == 0:
+        return _finish(p, ok, vals)
+    order = np.argsort(vals, kind="mergesort")
+    raw = vals[order] * np.arange(m, 0, -1, dtype=np.float64)
+    adj_sorted = np.minimum(np.maximum.accumulate(raw), 1.0)
+    adj = np.empty(m)
+    adj[order] = adj_sorted
+    return _finish(p, ok, adj)
+
+
+def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Benjamini–Hochberg (1995) step-up adjusted p values (FDR control).
+
+    ``adj_(i) = min_{j>=i} min(1, m·p_(j)/j)`` for sorted p values.
+    """
+    p, ok, vals = _prepare(pvalues)
+    m = vals.size
+    if m == 0:
+        return _finish(p, ok, vals)
+    order = np.argsort(vals, kind="mergesort")
+    raw = vals[order] / (np.arange(1, m + 1, dtype=np.float64) / m)
+    adj_sorted = np.minimum(np.minimum.accumulate(raw[::-1])[::-1], 1.0)
+    adj = np.empty(m)
+    adj[order] = adj_sorted
+    return _finish(p, ok, adj)
