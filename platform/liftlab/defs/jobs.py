@@ -1,0 +1,22 @@
+"""Jobs: build the data (ingest + dbt), analyse one experiment partition, decide."""
+
+import dagster as dg
+
+from liftlab.defs.partitions import experiment_partitions
+
+build_data_job = dg.define_asset_job(
+    "build_data",
+    selection=dg.AssetSelection.groups("ingest", "transform"),
+    description="Load specs, the synthetic world and user files; run dbt (staging, marts, tests).",
+)
+analyse_experiment_job = dg.define_asset_job(
+    "analyse_experiment",
+    selection=dg.AssetSelection.groups("gates", "effects"),
+    partitions_def=experiment_partitions,
+    description="Gates, then (if they pass) sufficient statistics and effects for one experiment.",
+)
+decide_job = dg.define_asset_job(
+    "decide",
+    selection=dg.AssetSelection.groups("decisions"),
+    description="Write results.decisions from the current gate and effect tables.",
+)

@@ -1,0 +1,95 @@
+"""Resources: liftlab's Postgres, the synthetic-world settings and dbt."""
+
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import dagster as dg
+import psycopg
+from dagster_dbt import DbtCliResource
+from pydantic import PrivateAttr
+
+from liftlab import config, db, migrations
+
+
+class PostgresResource(dg.ConfigurableResource):
+    """liftlab's database: ``database_url`` if given, else ``DATABASE_URL``, else embedded.
+
+    Migrations are applied when a run first uses the resource, so a fresh database works.
+    """
+
+    database_url: str | None = None
+    _info: db.ConnInfo | None = PrivateAttr(default=None)
+
+    def conn_info(self) -> db.ConnInfo:
+        if self._info is None:
+            self._info = db.ConnInfo.parse(self.database_url) if self.database_url else db.resolve()
+            with db.connect(self._info) as conn:
+                migrations.apply(conn)
+        return self._info
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection]:
+        conn = db.connect(self.conn_info())
+        try:
+            yield conn
+            conn.commit()
+        finally:
+            conn.close()
+
+
+class SyntheticWorldResource(dg.ConfigurableResource):
+    """Size and seed of the synthetic SaaS world, and its injected faults."""
+
+    n_users: int | None = None  # None → LIFTLAB_WORLD_USERS or 100,000
+    seed: int | None = None  # None → LIFTLAB_WORLD_SEED or the demo seed
+    checkout_exposure_loss: float | None = None  # None → LIFTLAB_CHECKOUT_EXPOSURE_LOSS or 3 %
+
+    def world_config(self):
+        from liftlab.synth import FaultConfig, WorldConfig
+
+        return WorldConfig(
+            seed=self.seed if self.seed is not None else config.world_seed(),
+            n_users=self.n_users if self.n_users is not None else config.world_size(),
+            faults=FaultConfig(
+                checkout_exposure_loss=self.checkout_exposure_loss
+                if self.checkout_exposure_loss is not None
+                else config.checkout_exposure_loss()
+            ),
+        )
+
+
+class LiftlabDbtResource(DbtCliResource):
+    """dbt from its own virtualenv (``.venv-dbt``), connected to liftlab's database.
+
+    dbt-core's pins conflict with causalml's, so dbt-core is not importable here; dagster-dbt
+    only needs it for optional adapter metadata, which we skip instead of logging a traceback
+    on every run.
+    """
+
+    def _initialize_dbt_core_adapter(self, args):  # noqa: ANN001 - dagster-dbt private hook
+        return None
+
+    def environment_for(self, info: db.ConnInfo) -> None:
+        """Export the profile's ``LIFTLAB_PG*`` variables for the dbt subprocess."""
+        os.environ.update(info.dbt_env())
+
+
+def dbt_resource() -> LiftlabDbtResource:
+    return LiftlabDbtResource(
+        project_dir=os.fspath(config.dbt_project_dir()),
+        profiles_dir=os.fspath(config.dbt_project_dir()),
+        dbt_executable=config.dbt_executable(),
+    )
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "postgres": PostgresResource(),
+            "world": SyntheticWorldResource(),
+            "dbt": dbt_resource(),
+        }
+    )

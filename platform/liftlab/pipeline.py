@@ -1,0 +1,121 @@
+"""Running the whole asset graph in order, in-process: what ``make demo`` and the tests do.
+
+1. ``build_data``: specs, synthetic world, user files, dbt (one run).
+2. ``analyse_experiment`` for each experiment partition (one run each). A run whose blocking
+   SRM check fails is the gate doing its job: the experiment is halted, the others go on.
+3. ``decide``: the decision table.
+
+Runs are recorded in the given Dagster instance, so the UI shows them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import dagster as dg
+import polars as pl
+
+from liftlab.db import read_frame
+from liftlab.specs import load_specs
+
+
+class PipelineError(RuntimeError):
+    pass
+
+
+@dataclass
+class PipelineResult:
+    decisions: pl.DataFrame
+    halted: list[str] = field(default_factory=list)
+    run_ids: dict[str, str] = field(default_factory=dict)
+
+
+def definitions_with(resources: Mapping[str, object] | None = None) -> dg.Definitions:
+    """liftlab's definitions, with some resources replaced (tests point them at their database)."""
+    from liftlab.definitions import defs
+
+    loaded = defs()
+    if not resources:
+        return loaded
+    return dg.Definitions(
+        assets=loaded.assets,
+        asset_checks=loaded.asset_checks,
+        jobs=loaded.jobs,
+        schedules=loaded.schedules,
+        sensors=loaded.sensors,
+        resources={**(loaded.resources or {}), **resources},
+    )
+
+
+def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
+            return f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+    return "run failed"
+
+
+def run_pipeline(
+    instance: dg.DagsterInstance,
+    resources: Mapping[str, object] | None = None,
+    experiments: list[str] | None = None,
+    log=print,
+) -> PipelineResult:
+    defs = definitions_with(resources)
+    postgres = defs.resources["postgres"]
+    run_ids: dict[str, str] = {}
+
+    log("• build_data: specs, synthetic world, user files, dbt build …")
+    built = defs.resolve_job_def("build_data").execute_in_process(instance=instance, raise_on_error=False)
+    run_ids["build_data"] = built.run_id
+    if not built.success:
+        raise PipelineError(f"build_data failed — {_failure_message(built)}")
+
+    ids = experiments or [item.spec.id for item in load_specs()]
+    missing = [i for i in ids if not instance.has_dynamic_partition("experiment", i)]
+    if missing:
+        instance.add_dynamic_partitions("experiment", missing)
+    halted: list[str] = []
+    analyse = defs.resolve_job_def("analyse_experiment")
+    for experiment_id in ids:
+        result = analyse.execute_in_process(instance=instance, partition_key=experiment_id, raise_on_error=False)
+        run_ids[experiment_id] = result.run_id
+        if result.success:
+            log(f"• analysed {experiment_id}")
+            continue
+        with postgres.connect() as conn:
+            gates = read_frame(
+                conn, "select \"check\", status, details->>'reason' as reason from gates.check_results "
+                "where experiment_id = %s and status = 'FAIL'", (experiment_id,)
+            )
+        if gates.is_empty():
+            raise PipelineError(f"analysis of {experiment_id} failed — {_failure_message(result)}")
+        halted.append(experiment_id)
+        for row in gates.iter_rows(named=True):
+            log(f"• HALTED {experiment_id}: gate {row['check']} failed — {row['reason']}")
+
+    log("• decide …")
+    decided = defs.resolve_job_def("decide").execute_in_process(instance=instance, raise_on_error=False)
+    run_ids["decide"] = decided.run_id
+    if not decided.success:
+        raise PipelineError(f"decide failed — {_failure_message(decided)}")
+    with postgres.connect() as conn:
+        decisions = read_frame(
+            conn,
+            "select experiment_id, decision, variant, primary_metric, reasons from results.decisions order by experiment_id",
+        )
+    return PipelineResult(decisions=decisions, halted=halted, run_ids=run_ids)
+
+
+def format_decisions(decisions: pl.DataFrame) -> str:
+    """The decision table as plain text for the terminal."""
+    import json
+    import textwrap
+
+    lines = [f"{'experiment':<22} {'decision':<9} {'variant':<13} reasons", "-" * 100]
+    for row in decisions.iter_rows(named=True):
+        reasons = row["reasons"] if isinstance(row["reasons"], list) else json.loads(row["reasons"])
+        text = textwrap.wrap("; ".join(reasons), 60) or [""]
+        lines.append(f"{row['experiment_id']:<22} {row['decision']:<9} {row['variant'] or '-':<13} {text[0]}")
+        lines.extend(f"{'':<46} {more}" for more in text[1:])
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Simulation studies that check the pipeline against the synthetic ground truth."""

