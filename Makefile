@@ -9,7 +9,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '/target/' | grep -v '/logs/')
 
-.PHONY: setup demo test test-fast dev psql stop decisions validate lock bench clean
+.PHONY: setup demo test test-fast browser-deps dev psql stop decisions validate lock bench clean
 
 setup: $(VENV)/.installed $(DBT_VENV)/.installed $(MANIFEST)
 
@@ -34,11 +34,19 @@ $(MANIFEST): $(DBT_VENV)/.installed $(DBT_SOURCES)
 demo: setup  ## generate the synthetic world, run every asset, print the decisions
 	$(BIN)/liftlab demo
 
-test: setup  ## the whole suite against real Postgres (embedded + the server at 127.0.0.1:5432)
+test: setup browser-deps  ## the whole suite against real Postgres (embedded + the server at 127.0.0.1:5432)
 	$(BIN)/python -m pytest
 
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not browser"
+
+# Browser tests drive Debian's Chromium through chromedriver (no browser download at test time).
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "browser tests need: sudo apt-get install chromium chromium-driver"; fi; \
+	fi
 
 dev: setup  ## Dagster UI with the daemon on http://localhost:3000
 	$(BIN)/liftlab dev

@@ -7,9 +7,11 @@ Each test session works in its own fresh database, dropped at the end.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -34,6 +36,14 @@ def create_scratch_database(server: db.ConnInfo, prefix: str = "liftlab_test") -
 def drop_database(info: db.ConnInfo) -> None:
     with psycopg.connect(info.url(dbname="postgres"), autocommit=True) as conn:
         conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(info.dbname)))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def reports_dir(tmp_path_factory) -> Path:
+    """Reports written by tests go to a temporary folder, not the user's reports/."""
+    path = tmp_path_factory.mktemp("reports")
+    os.environ["LIFTLAB_REPORTS_DIR"] = str(path)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +77,35 @@ def external_server() -> db.ConnInfo:
             raise
         pytest.skip(f"no Postgres at {db.redact(EXTERNAL_URL)}: {exc}")
     return info
+
+
+@pytest.fixture(scope="session")
+def dagster_home(tmp_path_factory, server: db.ConnInfo) -> Iterator[Path]:
+    """A DAGSTER_HOME whose run/event storage is a fresh Postgres database (dagster-postgres)."""
+    storage = create_scratch_database(server, prefix="dagster_test")
+    home = tmp_path_factory.mktemp("dagster_home")
+    (home / "dagster.yaml").write_text(
+        "storage:\n  postgres:\n    postgres_url: "
+        + json.dumps(storage.url(driver="psycopg2"))
+        + "\ntelemetry:\n  enabled: false\n"
+    )
+    yield home
+    drop_database(storage)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(scratch_db: db.ConnInfo, dagster_home: Path):
+    """The whole asset graph materialized twice on a small world, runs recorded in Postgres.
+
+    Returns the two results and table fingerprints after each run (for idempotency checks).
+    """
+    import dagster as dg
+
+    from tests.pipeline_helpers import run, snapshot
+
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        first = run(scratch_db, instance)
+        first_snapshot = snapshot(scratch_db)
+        second = run(scratch_db, instance)
+        second_snapshot = snapshot(scratch_db)
+    return {"first": first, "second": second, "snap1": first_snapshot, "snap2": second_snapshot, "info": scratch_db}

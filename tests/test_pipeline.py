@@ -10,7 +10,6 @@ import pytest
 from scipy import stats as sps
 
 from liftlab import db
-from tests.pipeline_helpers import run, snapshot
 
 EXPECTED_EXPERIMENTS = {
     "onboarding_adaptive", "aa_check", "checkout_redesign", "winback_email",
@@ -19,12 +18,8 @@ EXPECTED_EXPERIMENTS = {
 
 
 @pytest.fixture(scope="module")
-def pipeline(scratch_db):
-    first = run(scratch_db)
-    first_snapshot = snapshot(scratch_db)
-    second = run(scratch_db)
-    second_snapshot = snapshot(scratch_db)
-    return {"first": first, "second": second, "snap1": first_snapshot, "snap2": second_snapshot, "info": scratch_db}
+def pipeline(pipeline_run):
+    return pipeline_run
 
 
 def decisions(pipeline) -> dict[str, dict]:

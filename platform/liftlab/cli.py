@@ -2,6 +2,8 @@
 
     liftlab demo            run the whole pipeline on the embedded (or DATABASE_URL) Postgres
     liftlab decisions       print the current decision table
+    liftlab scorecard [ID]  print the latest estimates (results.v_scorecard)
+    liftlab report ID       (re)write an experiment's HTML/Markdown report and print its path
     liftlab validate [DIR]  validate experiment specs
     liftlab db start|stop|url|env
     liftlab migrate
@@ -20,9 +22,14 @@ from pathlib import Path
 
 
 def _info():
-    from liftlab import db
+    """liftlab's database, with pending migrations applied (cheap when up to date)."""
+    from liftlab import db, migrations
 
-    return db.resolve()
+    info = db.resolve()
+    with db.connect(info) as conn:
+        migrations.apply(conn)
+        conn.commit()
+    return info
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -61,6 +68,38 @@ def cmd_decisions(args: argparse.Namespace) -> int:
             conn, "select experiment_id, decision, variant, primary_metric, reasons from results.decisions order by 1"
         )
     print(format_decisions(frame))
+    return 0
+
+
+def cmd_scorecard(args: argparse.Namespace) -> int:
+    from liftlab import db
+
+    query = (
+        "select experiment_id, metric, metric_role as role, variant, method, round(abs_effect::numeric, 5) as effect, "
+        "round(abs_ci_low::numeric, 5) as ci_low, round(abs_ci_high::numeric, 5) as ci_high, "
+        "round((100 * rel_effect)::numeric, 2) as lift_pct, round(p_value_adj::numeric, 4) as p_adj, significant "
+        "from results.v_scorecard {where} order by experiment_id, array_position(array['primary','secondary','guardrail'], metric_role), metric, variant"
+    )
+    with db.connect(_info()) as conn:
+        if args.experiment:
+            frame = db.read_frame(conn, query.format(where="where experiment_id = %s"), (args.experiment,))
+        else:
+            frame = db.read_frame(conn, query.format(where=""))
+    import polars as pl
+
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
+        print(frame)
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from liftlab import config, db
+    from liftlab.reports.render import write_report
+
+    with db.connect(_info()) as conn:
+        paths = write_report(conn, args.experiment, config.reports_dir())
+    print(paths["html"])
+    print(paths["markdown"])
     return 0
 
 
@@ -143,6 +182,12 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--seed", type=int, help="synthetic world seed")
     demo.set_defaults(func=cmd_demo)
     sub.add_parser("decisions", help="print the decision table").set_defaults(func=cmd_decisions)
+    scorecard = sub.add_parser("scorecard", help="print the latest estimates")
+    scorecard.add_argument("experiment", nargs="?")
+    scorecard.set_defaults(func=cmd_scorecard)
+    report = sub.add_parser("report", help="write an experiment's report and print its path")
+    report.add_argument("experiment")
+    report.set_defaults(func=cmd_report)
     validate = sub.add_parser("validate", help="validate experiment specs")
     validate.add_argument("directory", nargs="?")
     validate.set_defaults(func=cmd_validate)

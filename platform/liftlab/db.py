@@ -241,16 +241,26 @@ def replace_slice(
 
 
 def read_frame(conn: psycopg.Connection, query: str | sql.Composable, params: Sequence | Mapping | None = None) -> pl.DataFrame:
-    """Run a query and return its rows as a polars frame."""
+    """Run a query and return its rows as a polars frame (json/jsonb columns as JSON text)."""
+    import json
+
     with conn.cursor() as cur:
         cur.execute(query, params)
         if cur.description is None:
             return pl.DataFrame()
         names = [d.name for d in cur.description]
+        json_cols = [i for i, d in enumerate(cur.description) if d.type_code in _JSON_OIDS]
         rows = cur.fetchall()
+    if json_cols:
+        rows = [
+            tuple(json.dumps(v) if i in json_cols and v is not None else v for i, v in enumerate(row)) for row in rows
+        ]
     if not rows:
         return pl.DataFrame({n: [] for n in names})
     return pl.DataFrame(rows, schema=names, orient="row", infer_schema_length=None)
+
+
+_JSON_OIDS = {114, 3802}  # json, jsonb
 
 
 @contextmanager

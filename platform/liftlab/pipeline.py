@@ -10,6 +10,8 @@ Runs are recorded in the given Dagster instance, so the UI shows them.
 
 from __future__ import annotations
 
+import contextlib
+import io
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -55,18 +57,32 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
+def _execute(job, instance: dg.DagsterInstance, quiet: bool, **kwargs) -> dg.ExecuteInProcessResult:
+    """Run a job in-process; ``quiet`` keeps Dagster's and dbt's console chatter out of the terminal.
+
+    Nothing is lost: every event is in Dagster's event log (``make dev`` shows it), and a
+    failure is reported by the caller with the step's error message.
+    """
+    if not quiet:
+        return job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
+    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+    with contextlib.redirect_stdout(io.StringIO()):
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
+
+
 def run_pipeline(
     instance: dg.DagsterInstance,
     resources: Mapping[str, object] | None = None,
     experiments: list[str] | None = None,
     log=print,
+    quiet: bool = True,
 ) -> PipelineResult:
     defs = definitions_with(resources)
     postgres = defs.resources["postgres"]
     run_ids: dict[str, str] = {}
 
     log("• build_data: specs, synthetic world, user files, dbt build …")
-    built = defs.resolve_job_def("build_data").execute_in_process(instance=instance, raise_on_error=False)
+    built = _execute(defs.resolve_job_def("build_data"), instance, quiet)
     run_ids["build_data"] = built.run_id
     if not built.success:
         raise PipelineError(f"build_data failed — {_failure_message(built)}")
@@ -78,7 +94,7 @@ def run_pipeline(
     halted: list[str] = []
     analyse = defs.resolve_job_def("analyse_experiment")
     for experiment_id in ids:
-        result = analyse.execute_in_process(instance=instance, partition_key=experiment_id, raise_on_error=False)
+        result = _execute(analyse, instance, quiet, partition_key=experiment_id)
         run_ids[experiment_id] = result.run_id
         if result.success:
             log(f"• analysed {experiment_id}")
@@ -95,7 +111,7 @@ def run_pipeline(
             log(f"• HALTED {experiment_id}: gate {row['check']} failed — {row['reason']}")
 
     log("• decide …")
-    decided = defs.resolve_job_def("decide").execute_in_process(instance=instance, raise_on_error=False)
+    decided = _execute(defs.resolve_job_def("decide"), instance, quiet)
     run_ids["decide"] = decided.run_id
     if not decided.success:
         raise PipelineError(f"decide failed — {_failure_message(decided)}")

@@ -1,11 +1,17 @@
 """Small helpers shared by the asset modules (no business logic here)."""
 
 
+from datetime import timedelta
+
+import dagster as dg
 import polars as pl
 
 from liftlab.specs import LoadedSpec, load_specs
 
 OWNER = "team:experimentation-platform"
+
+#: Data older than this is stale: the daily chain runs every 24 h, plus slack for a slow day.
+DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=30), warn_window=timedelta(hours=26))
 
 
 def specs_by_id() -> dict[str, LoadedSpec]:

@@ -8,7 +8,7 @@ import polars as pl
 
 from liftlab.db import read_frame, replace_slice
 from liftlab.decide import decide
-from liftlab.defs.common import OWNER, markdown_table
+from liftlab.defs.common import DAILY_FRESHNESS, OWNER, markdown_table
 from liftlab.defs.effects import effects
 from liftlab.defs.gates import srm_gate
 from liftlab.defs.resources import PostgresResource
@@ -44,13 +44,18 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
         "experiment_id": pl.Utf8, "decision": pl.Utf8, "variant": pl.Utf8, "reasons": pl.Utf8,
         "primary_metric": pl.Utf8, "rule_trace": pl.Utf8, "run_id": pl.Utf8,
     })
-    replace_slice(conn, "results.decisions", frame)
+    with conn.transaction():
+        replace_slice(conn, "results.decisions", frame)
+        # History keeps one row per experiment per run; rerunning the same run replaces its rows.
+        if run_id:
+            replace_slice(conn, "results.decision_history", frame, where={"run_id": run_id})
     return frame
 
 
 @dg.asset(
     key=["results", "decisions"],
     deps=[effects, srm_gate],
+    freshness_policy=DAILY_FRESHNESS,
     group_name="decisions",
     kinds={"python", "postgres"},
     owners=[OWNER],

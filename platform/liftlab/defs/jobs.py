@@ -17,6 +17,6 @@ analyse_experiment_job = dg.define_asset_job(
 )
 decide_job = dg.define_asset_job(
     "decide",
-    selection=dg.AssetSelection.groups("decisions"),
-    description="Write results.decisions from the current gate and effect tables.",
+    selection=dg.AssetSelection.groups("decisions", "reports"),
+    description="Write results.decisions from the current gate and effect tables, then the reports.",
 )

@@ -14,7 +14,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
 from liftlab import config
-from liftlab.defs.common import OWNER
+from liftlab.defs.common import DAILY_FRESHNESS, OWNER
 from liftlab.defs.resources import LiftlabDbtResource, PostgresResource
 
 MANIFEST = config.dbt_project_dir() / "target" / "manifest.json"
@@ -25,6 +25,12 @@ class LiftlabDbtTranslator(DagsterDbtTranslator):
         if dbt_resource_props["resource_type"] == "source":
             return super().get_asset_key(dbt_resource_props)
         return dg.AssetKey([dbt_resource_props["config"].get("schema") or "public", dbt_resource_props["name"]])
+
+    def get_asset_spec(self, manifest, unique_id, project):
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if spec.key.path[0] == "marts":
+            return spec.replace_attributes(freshness_policy=DAILY_FRESHNESS)
+        return spec
 
     def get_group_name(self, dbt_resource_props: Mapping[str, Any]) -> str | None:
         return "transform"

@@ -1,0 +1,132 @@
+"""Daily operation: a schedule, sensors that chain the jobs and react to new specs, freshness checks.
+
+The daily chain, with no one pressing a button:
+
+1. ``daily_build`` (06:00 UTC) runs ``build_data`` (specs, data, dbt).
+2. ``analyse_after_build`` sees it succeed and requests one ``analyse_experiment`` run per
+   experiment partition, tagged with the build's run id.
+3. ``decide_after_analyses`` waits until every one of those runs has finished — a run halted
+   by a blocking gate counts as finished — and requests ``decide`` once per build.
+
+``spec_and_inbox_sensor`` starts the same chain when an experiment spec, a declared data
+file or anything in the inbox folder changes, and registers partitions for new specs.
+The marts and the decision table carry a freshness policy (``common.DAILY_FRESHNESS``) that the UI
+shows as stale when the chain has not completed for a day.
+"""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from liftlab import config
+from liftlab.defs.jobs import analyse_experiment_job, build_data_job, decide_job
+from liftlab.defs.partitions import experiment_partitions
+
+BUILD_TAG = "liftlab/build_run_id"
+FINISHED = {dg.DagsterRunStatus.SUCCESS, dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
+
+daily_build = dg.ScheduleDefinition(
+    name="daily_build",
+    job=build_data_job,
+    cron_schedule="0 6 * * *",
+    execution_timezone="UTC",
+    description="Every morning: reload specs and data and rebuild the marts; the sensors take it from there.",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+)
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[build_data_job],
+    request_job=analyse_experiment_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After a successful build, analyse every experiment partition (one run each).",
+)
+def analyse_after_build(context: dg.RunStatusSensorContext):
+    build_run_id = context.dagster_run.run_id
+    keys = context.instance.get_dynamic_partitions(experiment_partitions.name)
+    return [
+        dg.RunRequest(run_key=f"{build_run_id}:{key}", partition_key=key, tags={BUILD_TAG: build_run_id})
+        for key in keys
+    ]
+
+
+@dg.sensor(
+    job=decide_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Once all analyses of the latest build have finished (halted ones included), decide.",
+)
+def decide_after_analyses(context: dg.SensorEvaluationContext):
+    builds = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=build_data_job.name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
+    )
+    if not builds:
+        return dg.SkipReason("no successful build yet")
+    build_run_id = builds[0].run_id
+    if context.cursor == build_run_id:
+        return dg.SkipReason(f"already decided for build {build_run_id}")
+    expected = len(context.instance.get_dynamic_partitions(experiment_partitions.name))
+    runs = context.instance.get_runs(filters=dg.RunsFilter(tags={BUILD_TAG: build_run_id}))
+    done = [r for r in runs if r.status in FINISHED]
+    if expected == 0 or len(done) < expected:
+        return dg.SkipReason(f"{len(done)}/{expected} analyses of build {build_run_id} finished")
+    context.update_cursor(build_run_id)
+    return dg.RunRequest(run_key=f"decide:{build_run_id}", tags={BUILD_TAG: build_run_id})
+
+
+def inbox_dir() -> Path:
+    return Path(os.environ.get("LIFTLAB_INBOX_DIR", config.REPO_ROOT / "inbox"))
+
+
+def watched_files() -> dict[str, str]:
+    """sha256 of every spec, every file a spec declares and every file in the inbox."""
+    from liftlab.specs import SpecError, load_specs
+
+    files: set[Path] = set(config.experiments_dir().glob("*.y*ml"))
+    try:
+        for item in load_specs():
+            if item.spec.source.kind == "file":
+                files.add(item.spec.source.resolved_path(item.path))
+    except SpecError:
+        pass  # the build run reports the bad spec with its file and key
+    inbox = inbox_dir()
+    if inbox.is_dir():
+        files.update(p for p in inbox.iterdir() if p.is_file())
+    return {
+        str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(files) if path.is_file()
+    }
+
+
+@dg.sensor(
+    job=build_data_job,
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="A new or changed experiment spec, declared data file, or inbox file starts a build "
+    "(and with it the analyses and decisions); new specs get their partition.",
+)
+def spec_and_inbox_sensor(context: dg.SensorEvaluationContext):
+    current = watched_files()
+    previous = json.loads(context.cursor) if context.cursor else {}
+    changed = sorted(path for path in current.keys() | previous.keys() if current.get(path) != previous.get(path))
+    if not changed:
+        return dg.SkipReason("no spec, data file or inbox file changed")
+    from liftlab.specs import SpecError, load_specs
+
+    try:
+        ids = [item.spec.id for item in load_specs()]
+    except SpecError:
+        ids = []
+    known = set(context.instance.get_dynamic_partitions(experiment_partitions.name))
+    new_ids = [i for i in ids if i not in known]
+    context.update_cursor(json.dumps(current))
+    digest = hashlib.sha256(json.dumps(current, sort_keys=True).encode()).hexdigest()[:16]
+    return dg.SensorResult(
+        run_requests=[dg.RunRequest(run_key=f"files:{digest}", tags={"liftlab/changed": ", ".join(Path(p).name for p in changed)[:200]})],
+        dynamic_partitions_requests=[experiment_partitions.build_add_request(new_ids)] if new_ids else [],
+    )
+
+

@@ -1,0 +1,205 @@
+"""One report per experiment, rendered from the result tables only.
+
+The HTML report is self-contained (plots embedded as data URIs) so it can be mailed or
+attached to a ticket; the Markdown report (for pull requests) references PNG files written
+next to it. Neither reads raw data: what a report shows is exactly what ``results`` and
+``gates`` hold, so a report can always be traced back to SQL.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import polars as pl
+import psycopg
+
+from liftlab.db import read_frame
+from liftlab.reports import plots
+
+
+@dataclass
+class Figure:
+    name: str
+    title: str
+    png: bytes
+
+
+@dataclass
+class ReportData:
+    experiment_id: str
+    spec: dict
+    decision: dict | None
+    gates: pl.DataFrame
+    effects: pl.DataFrame
+    figures: list[Figure] = field(default_factory=list)
+    extra_tables: list[tuple[str, pl.DataFrame]] = field(default_factory=list)
+
+
+def _table_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()[0]
+
+
+def collect(conn: psycopg.Connection, experiment_id: str) -> ReportData:
+    """Read everything the report shows about one experiment."""
+    spec_row = conn.execute("select spec from raw.experiment_specs where experiment_id = %s", (experiment_id,)).fetchone()
+    spec = spec_row[0] if spec_row else {"id": experiment_id}
+    decisions = read_frame(
+        conn, "select decision, variant, reasons, rule_trace, decided_at, run_id from results.decisions where experiment_id = %s",
+        (experiment_id,),
+    )
+    gates = read_frame(
+        conn,
+        "select \"check\", status, statistic, p_value, details->>'reason' as reason from gates.check_results "
+        "where experiment_id = %s order by \"check\"",
+        (experiment_id,),
+    )
+    effects = read_frame(
+        conn,
+        "select metric, metric_role, variant, baseline, method, n_baseline, n_variant, mean_baseline, mean_variant, "
+        "abs_effect, abs_ci_low, abs_ci_high, rel_effect, rel_ci_low, rel_ci_high, p_value, p_value_adj, alpha "
+        "from results.effects where experiment_id = %s "
+        "order by array_position(array['primary','secondary','guardrail'], metric_role), metric, variant, method",
+        (experiment_id,),
+    )
+    data = ReportData(
+        experiment_id=experiment_id,
+        spec=spec,
+        decision=decisions.to_dicts()[0] if not decisions.is_empty() else None,
+        gates=gates,
+        effects=effects,
+    )
+    primary_method = effects.filter(pl.col("method").is_in(["welch_t", "naive_welch_t"])) if not effects.is_empty() else effects
+    if not primary_method.is_empty():
+        data.figures.append(
+            Figure("forest", "Effects with 95 % confidence intervals", plots.forest_plot(primary_method, f"{experiment_id}: effects vs {primary_method['baseline'][0]}"))
+        )
+        primary = spec.get("primary_metric")
+        if primary and primary in primary_method["metric"].to_list():
+            data.figures.append(
+                Figure("primary_means", f"{primary}: mean per arm", plots.arm_means_plot(primary_method, primary, primary_method["baseline"][0]))
+            )
+    for section in EXTRA_SECTIONS:
+        section(conn, data)
+    return data
+
+
+#: Functions (conn, ReportData) -> None that add figures/tables from other result tables
+#: (sequential looks, CUPED, uplift, causal studies) when those tables exist.
+EXTRA_SECTIONS: list = []
+
+
+def _reasons(decision: dict | None) -> list[str]:
+    if not decision:
+        return ["no decision yet"]
+    reasons = decision["reasons"]
+    return reasons if isinstance(reasons, list) else json.loads(reasons)
+
+
+def _html_table(frame: pl.DataFrame, digits: int = 4) -> str:
+    if frame.is_empty():
+        return "<p><em>none</em></p>"
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in frame.columns)
+    body = []
+    for row in frame.iter_rows():
+        cells = []
+        for v in row:
+            text = f"{v:.{digits}g}" if isinstance(v, float) else ("" if v is None else str(v))
+            cells.append(f"<td>{html.escape(text)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f"<div class='wide'><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table></div>"
+
+
+def _md_table(frame: pl.DataFrame, digits: int = 4) -> str:
+    if frame.is_empty():
+        return "_none_"
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    for row in frame.iter_rows():
+        lines.append("| " + " | ".join(f"{v:.{digits}g}" if isinstance(v, float) else ("" if v is None else str(v)) for v in row) + " |")
+    return "\n".join(lines)
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1000px;color:#222}
+h1{margin-bottom:.2rem} .meta{color:#666} table{border-collapse:collapse;margin:.5rem 0 1.5rem;font-size:.85rem}
+td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right} th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
+.decision{font-size:1.6rem;font-weight:700;padding:.4rem .8rem;border-radius:.3rem;display:inline-block;color:#fff}
+.SHIP{background:#1b7837}.ROLLBACK{background:#b2182b}.HOLD{background:#8c6d1f}.HALTED{background:#542788}.KEEP{background:#2166ac}
+figure{margin:1rem 0} figure img{max-width:100%;border:1px solid #eee} .wide{overflow-x:auto}
+"""
+
+
+def to_html(data: ReportData) -> str:
+    spec, decision = data.spec, data.decision
+    label = decision["decision"] if decision else "PENDING"
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        f"<title>liftlab · {html.escape(data.experiment_id)}</title><style>{_CSS}</style></head><body>",
+        f"<h1>{html.escape(spec.get('name') or data.experiment_id)}</h1>",
+        f"<p class='meta'>{html.escape(data.experiment_id)} · {html.escape(spec.get('design', ''))} · owner "
+        f"{html.escape(spec.get('owner', ''))}</p>",
+        f"<p><strong>Hypothesis.</strong> {html.escape(spec.get('hypothesis', ''))}</p>",
+        f"<h2>Decision</h2><p><span class='decision {label.split()[0]}'>{html.escape(label)}"
+        + (f" · {html.escape(decision['variant'])}" if decision and decision.get("variant") else "")
+        + "</span></p><ul>"
+        + "".join(f"<li>{html.escape(r)}</li>" for r in _reasons(decision))
+        + "</ul>",
+        "<h2>Trust gates</h2>",
+        _html_table(data.gates),
+        "<h2>Effects</h2>",
+    ]
+    for fig in data.figures:
+        parts.append(
+            f"<figure id='fig-{fig.name}'><img alt='{html.escape(fig.title)}' src='{plots.data_uri(fig.png)}'>"
+            f"<figcaption>{html.escape(fig.title)}</figcaption></figure>"
+        )
+    parts.append(_html_table(data.effects.drop("alpha") if "alpha" in data.effects.columns else data.effects))
+    for title, table in data.extra_tables:
+        parts += [f"<h2>{html.escape(title)}</h2>", _html_table(table)]
+    if decision:
+        parts.append(f"<p class='meta'>decided {decision['decided_at']} · run {decision['run_id']}</p>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def to_markdown(data: ReportData, figure_dir: str) -> str:
+    decision = data.decision
+    label = decision["decision"] if decision else "PENDING"
+    lines = [
+        f"# {data.spec.get('name') or data.experiment_id}",
+        "",
+        f"`{data.experiment_id}` · {data.spec.get('design', '')} · owner {data.spec.get('owner', '')}",
+        "",
+        f"**Decision: {label}**" + (f" ({decision['variant']})" if decision and decision.get("variant") else ""),
+        "",
+        *[f"- {r}" for r in _reasons(decision)],
+        "",
+        "## Trust gates",
+        "",
+        _md_table(data.gates),
+        "",
+        "## Effects",
+        "",
+        *[f"![{fig.title}]({figure_dir}/{fig.name}.png)\n" for fig in data.figures],
+        _md_table(data.effects.drop("alpha") if "alpha" in data.effects.columns else data.effects),
+    ]
+    for title, table in data.extra_tables:
+        lines += ["", f"## {title}", "", _md_table(table)]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(conn: psycopg.Connection, experiment_id: str, out_dir: Path) -> dict[str, Path]:
+    """Write ``<id>.html``, ``<id>.md`` and ``<id>/*.png`` under ``out_dir``."""
+    data = collect(conn, experiment_id)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure_dir = out_dir / experiment_id
+    figure_dir.mkdir(exist_ok=True)
+    for fig in data.figures:
+        (figure_dir / f"{fig.name}.png").write_bytes(fig.png)
+    html_path = out_dir / f"{experiment_id}.html"
+    md_path = out_dir / f"{experiment_id}.md"
+    html_path.write_text(to_html(data), encoding="utf-8")
+    md_path.write_text(to_markdown(data, experiment_id), encoding="utf-8")
+    return {"html": html_path, "markdown": md_path, **{f.name: figure_dir / f"{f.name}.png" for f in data.figures}}

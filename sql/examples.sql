@@ -1,0 +1,32 @@
+-- Example queries for analysts (run them with `make psql`, or as a member of liftlab_reader).
+
+-- 1. The latest decision for every experiment, with its reasons.
+select experiment_id, decision, variant, primary_metric, reasons
+from results.v_latest_decisions
+order by experiment_id;
+
+-- 2. The scorecard of one experiment: latest estimates per metric and arm.
+select metric, metric_role, variant, method,
+       round(abs_effect::numeric, 5)        as effect,
+       round(abs_ci_low::numeric, 5)        as ci_low,
+       round(abs_ci_high::numeric, 5)       as ci_high,
+       round((100 * rel_effect)::numeric, 2) as lift_pct,
+       p_value_adj, significant
+from results.v_scorecard
+where experiment_id = 'onboarding_adaptive'
+order by array_position(array['primary', 'secondary', 'guardrail'], metric_role), metric, variant;
+
+-- 3. Which experiments are halted, and why.
+select experiment_id, "check", status, p_value, reason
+from gates.v_failing_checks
+order by experiment_id;
+
+-- 4. How decisions changed over time (one row per experiment per run).
+select experiment_id, decided_at, decision, variant
+from results.decision_history
+order by experiment_id, decided_at;
+
+-- 5. Every significant win on a primary metric.
+select experiment_id, variant, metric, round((100 * rel_effect)::numeric, 1) as lift_pct
+from results.v_scorecard
+where metric_role = 'primary' and significant and rel_effect > 0;

@@ -1,0 +1,130 @@
+"""The Dagster UI and the HTML reports, as a person sees them, in headless Chromium.
+
+Starts `dagster-webserver` on localhost against the instance the pipeline fixture recorded
+its runs in, drives Debian's Chromium through chromedriver (Selenium) to the asset graph and to
+the reports asset's page, and opens one HTML report. Screenshots go to artifacts/screenshots/
+(ignored by git, kept by CI as artifacts).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from liftlab.config import REPO_ROOT
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SHOTS = REPO_ROOT / "artifacts" / "screenshots"
+
+pytestmark = pytest.mark.browser
+
+
+def _require_browser():
+    if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
+        if os.environ.get("CI"):
+            pytest.fail("chromium/chromedriver missing: `make test` installs them (Debian packages chromium chromium-driver)")
+        pytest.skip("chromium/chromedriver not installed")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1400,1000"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(60)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    yield driver
+    driver.quit()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def webserver(pipeline_run, dagster_home, tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "DATABASE_URL": pipeline_run["info"].url()}
+    log = tmp_path_factory.mktemp("webserver") / "webserver.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).with_name("dagster-webserver")), "-m", "liftlab.definitions",
+             "-h", "127.0.0.1", "-p", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/server_info", timeout=2) as response:
+                if response.status == 200:
+                    break
+        except OSError:
+            time.sleep(1)
+    else:
+        proc.terminate()
+        pytest.fail(f"dagster-webserver did not start: {log.read_text()[-3000:]}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def _wait_for_text(driver, texts, timeout=90):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout).until(lambda d: all(t in d.find_element("tag name", "body").text for t in texts))
+
+
+def test_asset_graph_shows_the_liftlab_groups(browser, webserver):
+    browser.get(f"{webserver}/asset-groups")
+    groups = ["ingest", "transform", "gates", "effects", "decisions", "reports"]
+    try:
+        _wait_for_text(browser, groups)
+    finally:
+        browser.save_screenshot(str(SHOTS / "asset_graph.png"))
+
+
+def test_reports_asset_page_shows_its_plots(browser, webserver):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(f"{webserver}/assets/reports/experiment_reports")
+    try:
+        _wait_for_text(browser, ["experiment_reports", "forest_plots"])
+        WebDriverWait(browser, 60).until(
+            lambda d: any(
+                (img.get_attribute("src") or "").startswith("data:image/png")
+                and d.execute_script("return arguments[0].naturalWidth", img) > 100
+                for img in d.find_elements("tag name", "img")
+            )
+        )
+    finally:
+        browser.save_screenshot(str(SHOTS / "reports_asset.png"))
+
+
+def test_html_report_opens_with_its_plots(browser, pipeline_run, reports_dir):
+    report = reports_dir / "onboarding_adaptive.html"
+    assert report.exists()
+    browser.get(report.as_uri())
+    images = browser.find_elements("css selector", "figure img")
+    browser.save_screenshot(str(SHOTS / "report_onboarding_adaptive.png"))
+    assert len(images) >= 2
+    assert all(browser.execute_script("return arguments[0].complete && arguments[0].naturalWidth > 200", img) for img in images)
+    assert "SHIP" in browser.find_element("css selector", ".decision").text or "HOLD" in browser.find_element("css selector", ".decision").text
