@@ -102,18 +102,37 @@ def test_asset_graph_shows_the_liftlab_groups(browser, webserver):
         browser.save_screenshot(str(SHOTS / "asset_graph.png"))
 
 
+def _dismiss_dialogs(driver):
+    for button in driver.find_elements("tag name", "button"):
+        try:
+            if button.text.strip() in ("Skip", "Dismiss", "Close"):
+                driver.execute_script("arguments[0].click()", button)
+        except Exception:  # the dialog re-rendered under us; nothing to dismiss
+            pass
+
+
 def test_reports_asset_page_shows_its_plots(browser, webserver):
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{webserver}/assets/reports/experiment_reports")
     try:
-        _wait_for_text(browser, ["experiment_reports", "forest_plots"])
-        WebDriverWait(browser, 60).until(
-            lambda d: any(
-                (img.get_attribute("src") or "").startswith("data:image/png")
-                and d.execute_script("return arguments[0].naturalWidth", img) > 100
-                for img in d.find_elements("tag name", "img")
+        WebDriverWait(browser, 120).until(lambda d: "forest_plots" in d.page_source)
+        _dismiss_dialogs(browser)
+        # Long Markdown metadata is collapsed behind a link; open it as a person would.
+        link = WebDriverWait(browser, 30).until(
+            lambda d: d.find_element(
+                "xpath", "//tr[.//*[normalize-space(text())='forest_plots']]//a[contains(., 'Show Markdown')]"
             )
+        )
+        browser.execute_script("arguments[0].click()", link)
+        WebDriverWait(browser, 60).until(
+            lambda d: sum(
+                1
+                for img in d.find_elements("tag name", "img")
+                if (img.get_attribute("src") or "").startswith("data:image/png")
+                and d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", img) > 100
+            )
+            >= 3
         )
     finally:
         browser.save_screenshot(str(SHOTS / "reports_asset.png"))
