@@ -61,13 +61,17 @@ def test_spec_sensor_requests_a_build_on_change_and_registers_partitions(workspa
 
 def test_decide_waits_for_every_analysis_of_the_latest_build():
     with dg.instance_for_test() as instance:
+        from liftlab.defs.jobs import STUDY_JOBS
+
         instance.add_dynamic_partitions("experiment", ["a", "b"])
+        expected = 2 + len(STUDY_JOBS)
         assert isinstance(decide_after_analyses(dg.build_sensor_context(instance=instance)), dg.SkipReason)
         build = fake_build.execute_in_process(instance=instance)
         fake_analysis.execute_in_process(instance=instance, tags={BUILD_TAG: build.run_id})
         waiting = decide_after_analyses(dg.build_sensor_context(instance=instance))
-        assert isinstance(waiting, dg.SkipReason) and "1/2" in waiting.skip_message
-        fake_analysis.execute_in_process(instance=instance, tags={BUILD_TAG: build.run_id})
+        assert isinstance(waiting, dg.SkipReason) and f"1/{expected}" in waiting.skip_message
+        for _ in range(expected - 1):
+            fake_analysis.execute_in_process(instance=instance, tags={BUILD_TAG: build.run_id})
         context = dg.build_sensor_context(instance=instance)
         request = decide_after_analyses(context)
         assert isinstance(request, dg.RunRequest) and request.run_key == f"decide:{build.run_id}"

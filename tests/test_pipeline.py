@@ -55,14 +55,24 @@ def test_aa_check_is_not_shipped(pipeline):
     assert decisions(pipeline)["aa_check"]["decision"] != "SHIP"
 
 
-def test_non_randomized_designs_are_not_shipped_on_a_naive_difference(pipeline):
-    for experiment in ("ai_assistant_optin", "regional_pricing"):
-        assert decisions(pipeline)[experiment]["decision"] == "HOLD"
+def test_non_randomized_designs_are_decided_on_their_causal_estimate(pipeline):
+    expected = {"ai_assistant_optin": "aipw_logistic_gbm ATE", "regional_pricing": "imputation_did ATT"}
+    for experiment, estimator in expected.items():
+        row = decisions(pipeline)[experiment]
+        reasons = " ".join(json.loads(row["reasons"]))
+        assert estimator in reasons, reasons
+        assert row["decision"] in ("SHIP", "HOLD")
     with db.connect(pipeline["info"]) as conn:
         methods = {r[0] for r in conn.execute(
             "select distinct method from results.effects where experiment_id in ('ai_assistant_optin', 'regional_pricing')"
         ).fetchall()}
+        # The causal estimate must cover the truth where the naive difference does not.
+        aipw = conn.execute(
+            "select ci_low, ci_high, true_effect from results.causal_effects where study = 'ai_assistant_optin' "
+            "and metric = 'ai_calls' and estimator = 'aipw_logistic_gbm' and estimand = 'ATE'"
+        ).fetchone()
     assert methods == {"naive_welch_t"}
+    assert aipw[0] <= aipw[2] <= aipw[1]
 
 
 def test_rerun_replaces_and_never_duplicates(pipeline):

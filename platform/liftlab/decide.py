@@ -5,7 +5,10 @@ The rules, in order (each leaves a line in the rule trace):
 1. **Gates** — any gate with status FAIL halts the experiment: ``HALTED`` with the gate's
    reason. Nothing else is considered.
 2. **Design** — a non-randomized design (observational study, staggered rollout) is never
-   shipped on a difference in means: ``HOLD`` until a causal estimate supports it.
+   decided on a difference in means. It is decided on its preferred causal estimate from
+   ``results.causal_effects`` (cross-fitted AIPW for an opt-in, the imputation DiD estimator
+   for a staggered rollout): ``SHIP`` when the CI lies in the good direction, ``ROLLBACK``
+   when it lies in the harmful one, ``HOLD`` otherwise or while no causal estimate exists.
 3. **Primary metric** — per non-baseline arm, the effect is significant when its
    multiplicity-adjusted p-value (Holm across arms) is below α, and it is a *win* when it moves
    in the metric's good direction, a *loss* otherwise.
@@ -63,8 +66,47 @@ def guardrail_status(row: Mapping, direction: str, tolerance: float) -> tuple[st
     return "INCONCLUSIVE", f"{text} cannot rule out harm beyond the tolerance"
 
 
-def decide(spec: ExperimentSpec, gates: Sequence[Mapping], effects: Sequence[Mapping]) -> Decision:
-    """Apply the rules above to one experiment's gate results and effect rows."""
+#: The causal estimate a non-randomized design is decided on, in order of preference.
+PREFERRED_CAUSAL = {
+    "observational": [("aipw_logistic_gbm", "ATE"), ("aipw_logistic_linear", "ATE"), ("ipw_hajek_logistic", "ATE")],
+    "staggered_rollout": [("imputation_did", "ATT"), ("synthetic_control", "ATT")],
+}
+
+
+def _decide_causal(spec: ExperimentSpec, causal: Sequence[Mapping], trace: list[dict]) -> Decision:
+    primary = spec.primary_metric
+    rows = [r for r in causal if str(r["metric"]).startswith(primary)]
+    chosen = None
+    for estimator, estimand in PREFERRED_CAUSAL.get(spec.design, []):
+        chosen = next((r for r in rows if r["estimator"] == estimator and r["estimand"] == estimand), None)
+        if chosen is not None:
+            break
+    design = spec.design.replace("_", " ")
+    if chosen is None:
+        reason = f"{design} design: a difference in means is not a causal effect; no causal estimate of {primary} yet"
+        trace.append({"rule": "design", "passed": False, "detail": reason})
+        return Decision(spec.id, "HOLD", None, [reason], primary, trace)
+    low, high, est = chosen["ci_low"], chosen["ci_high"], chosen["estimate"]
+    sign = 1.0 if spec.primary_direction == "higher_is_better" else -1.0
+    naive = next((r for r in rows if r["estimator"] == "naive_difference" and r["estimand"] == chosen["estimand"]), None)
+    text = (
+        f"{chosen['estimator']} {chosen['estimand']} of {chosen['metric']}: {est:+.4g} (95 % CI {low:+.4g} to {high:+.4g})"
+        + (f"; the naive difference {naive['estimate']:+.4g} is confounded" if naive else "")
+    )
+    trace.append({"rule": "causal", "estimator": chosen["estimator"], "estimand": chosen["estimand"],
+                  "estimate": est, "ci_low": low, "ci_high": high})
+    variant = next(v.name for v in spec.variants if v.name != spec.baseline)
+    if sign * low > 0 and sign * high > 0:
+        return Decision(spec.id, "SHIP", variant, [f"{design} design, decided on its causal estimate: {text}"], primary, trace)
+    if sign * low < 0 and sign * high < 0:
+        return Decision(spec.id, "ROLLBACK", None, [f"{design} design, causal estimate shows harm: {text}"], primary, trace)
+    return Decision(spec.id, "HOLD", None, [f"{design} design, causal estimate inconclusive: {text}"], primary, trace)
+
+
+def decide(
+    spec: ExperimentSpec, gates: Sequence[Mapping], effects: Sequence[Mapping], causal: Sequence[Mapping] = ()
+) -> Decision:
+    """Apply the rules above to one experiment's gate results, effect rows and causal estimates."""
     trace: list[dict] = []
     primary = spec.primary_metric
 
@@ -78,12 +120,7 @@ def decide(spec: ExperimentSpec, gates: Sequence[Mapping], effects: Sequence[Map
         return Decision(spec.id, "HOLD", None, ["gates have not run yet"], primary, trace)
 
     if spec.design != "randomized":
-        reason = (
-            f"{spec.design.replace('_', ' ')} design: a difference in means is not a causal effect; "
-            "decide on the causal estimates (results.causal_effects)"
-        )
-        trace.append({"rule": "design", "passed": False, "detail": reason})
-        return Decision(spec.id, "HOLD", None, [reason], primary, trace)
+        return _decide_causal(spec, causal, trace)
     trace.append({"rule": "design", "passed": True, "detail": "randomized"})
 
     by_metric: dict[tuple[str, str], Mapping] = {(e["metric"], e["variant"]): e for e in effects}

@@ -1,9 +1,11 @@
 """Running the whole asset graph in order, in-process: what ``make demo`` and the tests do.
 
 1. ``build_data``: specs, synthetic world, user files, dbt (one run).
-2. ``analyse_experiment`` for each experiment partition (one run each). A run whose blocking
-   SRM check fails is the gate doing its job: the experiment is halted, the others go on.
-3. ``decide``: the decision table.
+2. The study jobs (``causal_studies``, ``uplift_models``): causal estimates for launches that
+   were not randomized, uplift models and targeting policies.
+3. ``analyse_experiment`` for each experiment partition (one run each). A run whose blocking
+   gate fails is the gate doing its job: the experiment is halted, the others go on.
+4. ``decide``: the decision table and the reports.
 
 Runs are recorded in the given Dagster instance, so the UI shows them.
 """
@@ -24,6 +26,7 @@ from liftlab.specs import load_specs
 
 class PipelineError(RuntimeError):
     pass
+
 
 
 @dataclass
@@ -86,6 +89,15 @@ def run_pipeline(
     run_ids["build_data"] = built.run_id
     if not built.success:
         raise PipelineError(f"build_data failed — {_failure_message(built)}")
+
+    from liftlab.defs.jobs import STUDY_JOBS
+
+    for study in (job.name for job in STUDY_JOBS):
+        log(f"• {study} …")
+        result = _execute(defs.resolve_job_def(study), instance, quiet)
+        run_ids[study] = result.run_id
+        if not result.success:
+            raise PipelineError(f"{study} failed — {_failure_message(result)}")
 
     ids = experiments or [item.spec.id for item in load_specs()]
     missing = [i for i in ids if not instance.has_dynamic_partition("experiment", i)]

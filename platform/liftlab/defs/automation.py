@@ -3,8 +3,9 @@
 The daily chain, with no one pressing a button:
 
 1. ``daily_build`` (06:00 UTC) runs ``build_data`` (specs, data, dbt).
-2. ``analyse_after_build`` sees it succeed and requests one ``analyse_experiment`` run per
-   experiment partition, tagged with the build's run id.
+2. ``analyse_after_build`` sees it succeed and requests the study jobs (causal estimates,
+   uplift models) and one ``analyse_experiment`` run per experiment partition, all tagged
+   with the build's run id.
 3. ``decide_after_analyses`` waits until every one of those runs has finished — a run halted
    by a blocking gate counts as finished — and requests ``decide`` once per build.
 
@@ -22,7 +23,7 @@ from pathlib import Path
 import dagster as dg
 
 from liftlab import config
-from liftlab.defs.jobs import analyse_experiment_job, build_data_job, decide_job
+from liftlab.defs.jobs import STUDY_JOBS, analyse_experiment_job, build_data_job, decide_job
 from liftlab.defs.partitions import experiment_partitions
 
 BUILD_TAG = "liftlab/build_run_id"
@@ -41,17 +42,20 @@ daily_build = dg.ScheduleDefinition(
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[build_data_job],
-    request_job=analyse_experiment_job,
+    request_jobs=[analyse_experiment_job, *STUDY_JOBS],
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a successful build, analyse every experiment partition (one run each).",
+    description="After a successful build, run the studies and analyse every experiment partition.",
 )
 def analyse_after_build(context: dg.RunStatusSensorContext):
     build_run_id = context.dagster_run.run_id
     keys = context.instance.get_dynamic_partitions(experiment_partitions.name)
-    return [
-        dg.RunRequest(run_key=f"{build_run_id}:{key}", partition_key=key, tags={BUILD_TAG: build_run_id})
+    tags = {BUILD_TAG: build_run_id}
+    studies = [dg.RunRequest(run_key=f"{build_run_id}:{job.name}", job_name=job.name, tags=tags) for job in STUDY_JOBS]
+    analyses = [
+        dg.RunRequest(run_key=f"{build_run_id}:{key}", job_name=analyse_experiment_job.name, partition_key=key, tags=tags)
         for key in keys
     ]
+    return studies + analyses
 
 
 @dg.sensor(
@@ -69,7 +73,7 @@ def decide_after_analyses(context: dg.SensorEvaluationContext):
     build_run_id = builds[0].run_id
     if context.cursor == build_run_id:
         return dg.SkipReason(f"already decided for build {build_run_id}")
-    expected = len(context.instance.get_dynamic_partitions(experiment_partitions.name))
+    expected = len(context.instance.get_dynamic_partitions(experiment_partitions.name)) + len(STUDY_JOBS)
     runs = context.instance.get_runs(filters=dg.RunsFilter(tags={BUILD_TAG: build_run_id}))
     done = [r for r in runs if r.status in FINISHED]
     if expected == 0 or len(done) < expected:

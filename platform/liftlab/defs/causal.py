@@ -234,10 +234,3 @@ def regional_synthetic_control(context: dg.AssetExecutionContext, postgres: Post
             "placebo_ratios": dg.MetadataValue.json(est.diagnostics["placebo_ratios"])}
     meta |= _plot_metadata("regional_synthetic_control", plots.synthetic_control_plot(res))
     return dg.MaterializeResult(metadata=meta)
-
-
-causal_studies_job = dg.define_asset_job(
-    "causal_studies",
-    selection=dg.AssetSelection.groups("causal"),
-    description="Causal estimates of the launches that were not randomized (opt-in, regional roll-out).",
-)

@@ -20,6 +20,9 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
     """Decide every experiment in experiments/ from the current gate and effect tables."""
     gates = gate_results(conn)
     effect_rows = read_frame(conn, "select * from results.effects")
+    causal_rows = read_frame(
+        conn, "select study, metric, estimand, estimator, estimate, ci_low, ci_high from results.causal_effects"
+    )
     rows = []
     for item in load_specs():
         spec = item.spec
@@ -28,7 +31,8 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
             for g in gates.filter(pl.col("experiment_id") == spec.id).to_dicts()
         ] if not gates.is_empty() else []
         spec_effects = effect_rows.filter(pl.col("experiment_id") == spec.id).to_dicts() if not effect_rows.is_empty() else []
-        decision = decide(spec, spec_gates, spec_effects)
+        spec_causal = causal_rows.filter(pl.col("study") == spec.id).to_dicts() if not causal_rows.is_empty() else []
+        decision = decide(spec, spec_gates, spec_effects, spec_causal)
         rows.append(
             {
                 "experiment_id": decision.experiment_id,

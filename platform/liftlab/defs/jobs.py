@@ -20,3 +20,11 @@ decide_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("decisions", "reports"),
     description="Write results.decisions from the current gate and effect tables, then the reports.",
 )
+causal_studies_job = dg.define_asset_job(
+    "causal_studies",
+    selection=dg.AssetSelection.groups("causal"),
+    description="Causal estimates of the launches that were not randomized (opt-in, regional roll-out).",
+)
+
+#: Unpartitioned study jobs that run after each build, before the decisions.
+STUDY_JOBS = [causal_studies_job]

@@ -35,8 +35,13 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def forest_plot(effects: pl.DataFrame, title: str) -> bytes:
-    """Relative effect with its CI per metric × arm; significant rows in colour."""
+def forest_plot(effects: pl.DataFrame, title: str, directions: dict[str, str] | None = None) -> bytes:
+    """Relative effect with its CI per metric × arm.
+
+    Significant moves are green when they go in the metric's good direction (``directions``:
+    metric → higher_is_better / lower_is_better) and red when they go in the harmful one.
+    """
+    directions = directions or {}
     order = {"primary": 0, "secondary": 1, "guardrail": 2}
     rows = (
         effects.filter(pl.col("rel_effect").is_not_null())
@@ -47,9 +52,9 @@ def forest_plot(effects: pl.DataFrame, title: str) -> bytes:
     labels = [f"{r['metric']} · {r['variant']}" for r in rows.iter_rows(named=True)]
     for i, r in enumerate(rows.iter_rows(named=True)):
         p = r["p_value_adj"] if r["p_value_adj"] is not None else r["p_value"]
-        colour = "#1b7837" if (p is not None and p < r["alpha"] and r["rel_effect"] > 0) else (
-            "#b2182b" if (p is not None and p < r["alpha"]) else "#555555"
-        )
+        good = (r["rel_effect"] > 0) == (directions.get(r["metric"], "higher_is_better") == "higher_is_better")
+        significant = p is not None and p < r["alpha"]
+        colour = "#555555" if not significant else ("#1b7837" if good else "#b2182b")
         low, high = r["rel_ci_low"], r["rel_ci_high"]
         if low is not None and high is not None:
             ax.plot([low * 100, high * 100], [i, i], color=colour, lw=2)

@@ -73,8 +73,10 @@ def collect(conn: psycopg.Connection, experiment_id: str) -> ReportData:
     )
     primary_method = effects.filter(pl.col("method").is_in(["welch_t", "naive_welch_t"])) if not effects.is_empty() else effects
     if not primary_method.is_empty():
+        directions = _directions(spec, primary_method["metric"].unique().to_list())
+        title = f"{experiment_id}: effects vs {primary_method['baseline'][0]}"
         data.figures.append(
-            Figure("forest", "Effects with 95 % confidence intervals", plots.forest_plot(primary_method, f"{experiment_id}: effects vs {primary_method['baseline'][0]}"))
+            Figure("forest", "Effects with 95 % confidence intervals", plots.forest_plot(primary_method, title, directions))
         )
         primary = spec.get("primary_metric")
         if primary and primary in primary_method["metric"].to_list():
@@ -84,6 +86,17 @@ def collect(conn: psycopg.Connection, experiment_id: str) -> ReportData:
     for section in EXTRA_SECTIONS:
         section(conn, data)
     return data
+
+
+def _directions(spec: dict, metrics: list[str]) -> dict[str, str]:
+    """metric → good direction, from the spec as stored in the registry."""
+    from liftlab.specs import ExperimentSpec
+
+    try:
+        model = ExperimentSpec.model_validate(spec)
+    except ValueError:
+        return {}
+    return {metric: model.direction(metric) for metric in metrics}
 
 
 #: Functions (conn, ReportData) -> None that add figures/tables from other result tables
