@@ -40,11 +40,20 @@ class PostgresResource(dg.ConfigurableResource):
 
 
 class SyntheticWorldResource(dg.ConfigurableResource):
-    """Size and seed of the synthetic SaaS world, and its injected faults."""
+    """Size and seed of the synthetic SaaS world, and its injected faults.
+
+    The fault fields mirror ``liftlab.synth.FaultConfig`` (see its docstrings); all but
+    ``checkout_exposure_loss`` are off by default. The trust layer's tests switch them on to
+    show that each is caught by its gate.
+    """
 
     n_users: int | None = None  # None → LIFTLAB_WORLD_USERS or 100,000
     seed: int | None = None  # None → LIFTLAB_WORLD_SEED or the demo seed
     checkout_exposure_loss: float | None = None  # None → LIFTLAB_CHECKOUT_EXPOSURE_LOSS or 3 %
+    contamination_share: float = 0.0  # onboarding_adaptive units also exposed to a second arm
+    duplicate_day: int | None = None  # experiment day (0-based) whose events are delivered twice
+    negative_revenue_rows: int = 0  # payment events with a negated amount
+    events_outside_window: int = 0  # exposure rows copied to after the experiment end
 
     def world_config(self):
         from liftlab.synth import FaultConfig, WorldConfig
@@ -55,7 +64,11 @@ class SyntheticWorldResource(dg.ConfigurableResource):
             faults=FaultConfig(
                 checkout_exposure_loss=self.checkout_exposure_loss
                 if self.checkout_exposure_loss is not None
-                else config.checkout_exposure_loss()
+                else config.checkout_exposure_loss(),
+                contamination_share=self.contamination_share,
+                duplicate_day=self.duplicate_day,
+                negative_revenue_rows=self.negative_revenue_rows,
+                events_outside_window=self.events_outside_window,
             ),
         )
 

@@ -25,7 +25,7 @@ from typing import Literal
 
 from scipy import stats as _st
 
-__all__ = ["SrmResult", "srm_test"]
+__all__ = ["SrmResult", "srm_test", "DimensionSrm", "srm_by_dimension", "describe_dimensions"]
 
 Status = Literal["PASS", "WARN", "FAIL"]
 
@@ -163,3 +163,105 @@ def srm_test(
         status = "PASS"
         reason = f"no sample ratio mismatch: largest deviation {worst}; {summary}"
     return SrmResult(stat, p, df, observed, expected, status, reason)
+
+
+# --------------------------------------------------------------------------------------------
+# SRM by dimension: localising a mismatch
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DimensionSrm:
+    """SRM of one dimension (device, region, plan, day …).
+
+    ``cells`` has one dict per level: ``level``, ``n``, ``observed`` (per arm), ``chi2``,
+    ``p_value`` and ``flagged`` (p below the Bonferroni-corrected ``fail_below / n_levels``).
+    ``independence_p`` is the chi-square test of independence of level × arm
+    (``scipy.stats.chi2_contingency``): a small value means the arm split *differs between
+    levels*, i.e. the mismatch is concentrated in some of them.
+    """
+
+    dimension: str
+    cells: list[dict]
+    independence_chi2: float
+    independence_p: float
+    flagged: list[str]
+
+
+def srm_by_dimension(
+    counts: "pl.DataFrame",
+    planned: Mapping[str, float],
+    dimensions: list[str],
+    fail_below: float = 0.001,
+    min_expected: float = 5,
+) -> list[DimensionSrm]:
+    """Per-level chi-square SRM for each dimension, vectorised over levels.
+
+    ``counts`` has columns ``variant``, ``n`` and one column per dimension (any frame of unit
+    counts grouped by variant and the dimensions, e.g. from SQL ``group by``). For each level
+    ``X²_l = Σ_k (O_lk − E_lk)² / E_lk`` with ``E_lk = N_l · w_k`` (Pearson 1900) — the same
+    statistic as :func:`srm_test` restricted to the level; levels with an expected count below
+    ``min_expected`` in some arm are reported but never flagged. Units in unplanned arms are
+    ignored here (the overall gate already fails on them).
+    """
+    import numpy as np
+    import polars as pl
+
+    weights = {str(k): float(v) for k, v in planned.items() if float(v) > 0}
+    arms = list(weights)
+    w = np.array([weights[a] for a in arms]) / sum(weights.values())
+    out: list[DimensionSrm] = []
+    for dim in dimensions:
+        table = (
+            counts.filter(pl.col("variant").is_in(arms))
+            .group_by(pl.col(dim).cast(pl.Utf8).fill_null("(null)").alias("level"), "variant")
+            .agg(pl.col("n").sum())
+            .pivot(on="variant", index="level", values="n")
+            .fill_null(0)
+        )
+        for a in arms:
+            if a not in table.columns:
+                table = table.with_columns(pl.lit(0).alias(a))
+        table = table.sort("level")
+        obs = table.select(arms).to_numpy().astype(float)  # levels × arms
+        n = obs.sum(axis=1)
+        exp = n[:, None] * w[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            chi2 = np.where(exp > 0, (obs - exp) ** 2 / exp, 0.0).sum(axis=1)
+        df = len(arms) - 1
+        p = _st.chi2.sf(chi2, df) if df > 0 else np.full(len(n), np.nan)
+        testable = (exp >= min_expected).all(axis=1)
+        cutoff = fail_below / max(len(n), 1)
+        cells, flagged = [], []
+        for i, level in enumerate(table["level"].to_list()):
+            is_flagged = bool(testable[i] and p[i] < cutoff)
+            cells.append({
+                "level": level, "n": int(n[i]), "observed": {a: int(obs[i, j]) for j, a in enumerate(arms)},
+                "chi2": float(chi2[i]), "p_value": float(p[i]), "testable": bool(testable[i]), "flagged": is_flagged,
+            })
+            if is_flagged:
+                flagged.append(level)
+        keep = obs.sum(axis=1) > 0
+        if keep.sum() >= 2 and df > 0:
+            ind = _st.chi2_contingency(obs[keep], correction=False)
+            ind_chi2, ind_p = float(ind.statistic), float(ind.pvalue)
+        else:
+            ind_chi2, ind_p = math.nan, math.nan
+        out.append(DimensionSrm(dim, cells, ind_chi2, ind_p, flagged))
+    return out
+
+
+def describe_dimensions(results: list[DimensionSrm], fail_below: float = 0.001) -> str:
+    """One line naming where the mismatch concentrates (or that it is spread evenly)."""
+    parts = []
+    for r in results:
+        if r.flagged:
+            shown = ", ".join(r.flagged[:5]) + (" …" if len(r.flagged) > 5 else "")
+            parts.append(f"{r.dimension}: {shown}")
+    hetero = [r.dimension for r in results if not math.isnan(r.independence_p) and r.independence_p < fail_below]
+    text = ("by dimension, out of ratio in " + "; ".join(parts)) if parts else "no single dimension level is out of ratio"
+    if hetero:
+        text += f" (split differs across levels of {', '.join(hetero)})"
+    elif parts:
+        text += " (the split does not differ across levels: the mismatch is not localised)"
+    return text

@@ -12,6 +12,19 @@ import psycopg
 from liftlab.db import read_frame, replace_slice
 
 
+def json_safe(value):
+    """``value`` with every non-finite float replaced by None (JSON, and so jsonb, has no NaN/inf)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return json_safe(value.item())
+    return value
+
+
 def record_check(
     conn: psycopg.Connection,
     *,
@@ -38,7 +51,7 @@ def record_check(
             "status": [status],
             "statistic": [finite(statistic)],
             "p_value": [finite(p_value)],
-            "details": [json.dumps(details, default=str)],
+            "details": [json.dumps(json_safe(details), default=str)],
             "run_id": [run_id],
         },
         schema_overrides={"statistic": pl.Float64, "p_value": pl.Float64},

@@ -80,6 +80,11 @@ def _cast_checked(path: Path, frame: pl.DataFrame, source: FileSource) -> pl.Dat
         lost = typed[column].is_null() & frame[column].is_not_null()
         if frame.schema[column] == pl.Utf8:
             lost = lost & (frame[column].str.strip_chars() != "")
+        elif frame.schema[column].is_float() and source.columns[column] == "integer":
+            # a typed (Parquet) float column cast to integer truncates silently: 2.5 → 2
+            lost = lost | (frame[column].is_not_null() & (frame[column] != frame[column].floor())).fill_null(False)
+        elif frame.schema[column].is_numeric() and source.columns[column] == "boolean":
+            lost = lost | (frame[column].is_not_null() & ~frame[column].is_in([0, 1])).fill_null(False)
         if lost.any():
             index = int(lost.arg_true()[0])
             value = frame[column][index]

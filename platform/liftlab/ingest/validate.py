@@ -48,6 +48,11 @@ EVENT_TYPES = ("session", "ai_call", "task_completed", "upgrade", "payment", "su
 
 #: Rules for ``raw.events``: a row matching any of them is quarantined with that reason.
 EVENT_RULES: dict[str, pl.Expr] = {
+    "event_id is null": pl.col("event_id").is_null(),
+    # The second and later copies of an event_id (an upstream replay, e.g. a day delivered
+    # twice) are quarantined; the first copy is kept. Counting a replayed event twice would
+    # inflate every count metric of that day.
+    "duplicate event_id": pl.col("event_id").is_not_null() & ~pl.col("event_id").is_first_distinct(),
     "user_id is null": pl.col("user_id").is_null(),
     "event_ts is null": pl.col("event_ts").is_null(),
     "unknown event_type": ~pl.col("event_type").is_in(list(EVENT_TYPES)),
