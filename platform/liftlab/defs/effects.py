@@ -1,4 +1,5 @@
-"""Effect layer: sufficient statistics (polars) and Welch effects per experiment partition."""
+"""Effect layer: daily sufficient statistics (polars), effects (Welch / delta method, CUPED,
+confidence sequences, Bayesian summary, adjusted p values and CIs) and power, per experiment."""
 
 
 import dagster as dg
@@ -9,9 +10,9 @@ from liftlab.defs.common import OWNER, markdown_table, spec_for_partition
 from liftlab.defs.gates import srm_gate
 from liftlab.defs.partitions import experiment_partitions
 from liftlab.defs.resources import PostgresResource
-from liftlab.units import unit_frame
 
 STATS_COLUMNS = ["experiment_id", "variant", "metric", "n", "sum", "sum_sq"]
+MOMENTS = ["sum", "sum_sq", "sum_x", "sum_x_sq", "sum_xy", "sum_d", "sum_d_sq", "sum_yd", "sum_xd"]
 
 
 @dg.asset(
@@ -21,32 +22,33 @@ STATS_COLUMNS = ["experiment_id", "variant", "metric", "n", "sum", "sum_sq"]
     group_name="effects",
     kinds={"polars", "postgres"},
     owners=[OWNER],
-    description="Per experiment × variant × metric: n, Σy, Σy² aggregated with polars from the "
-    "unit-level metrics; mergeable (statistics of a union are the sum of the parts).",
+    description="Per experiment × variant × metric × exposure day: n, Σy, Σy², Σx, Σx², Σxy (x = the "
+    "metric's pre-period value, for CUPED), Σd, Σd², Σyd, Σxd (d = ratio denominator), aggregated with "
+    "polars + numpy.bincount (bit-identical reruns) into results.daily_stats; their sum over days "
+    "(mergeable: the statistics of a union are the sum of the parts) into results.sufficient_stats.",
 )
 def sufficient_stats(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-    from liftlab.stats.sufficient import aggregate
+    from liftlab.experiment_stats import daily_statistics, merge_days, unit_columns
+    from liftlab.units import analysis_frame
 
     spec = spec_for_partition(context.partition_key).spec
-    metrics = list(spec.metric_roles())
     with postgres.connect() as conn:
-        units = unit_frame(conn, spec, metrics)
-        stats = aggregate(units, by=["variant"], metrics=metrics).with_columns(
+        units = analysis_frame(conn, spec, unit_columns(spec))
+        daily = daily_statistics(units, spec).with_columns(
             pl.lit(spec.id).alias("experiment_id"), pl.lit(context.run_id).alias("run_id")
         )
-        replace_slice(
-            conn, "results.sufficient_stats", stats.select(*STATS_COLUMNS, "run_id"), where={"experiment_id": spec.id}
-        )
+        merged = merge_days(daily).with_columns(pl.lit(spec.id).alias("experiment_id"), pl.lit(context.run_id).alias("run_id"))
+        with conn.transaction():
+            replace_slice(conn, "results.daily_stats", daily.select("experiment_id", "variant", "metric", "day", "n", *MOMENTS, "run_id"),
+                          where={"experiment_id": spec.id})
+            replace_slice(conn, "results.sufficient_stats", merged.select("experiment_id", "variant", "metric", "n", *MOMENTS, "run_id"),
+                          where={"experiment_id": spec.id})
     return dg.MaterializeResult(
-        metadata={"dagster/row_count": stats.height, "units": units.height, "preview": dg.MetadataValue.md(markdown_table(stats.select(STATS_COLUMNS)))}
+        metadata={
+            "dagster/row_count": merged.height, "daily_rows": daily.height, "units": units.height,
+            "preview": dg.MetadataValue.md(markdown_table(merged.select(STATS_COLUMNS))),
+        }
     )
-
-
-EFFECT_COLUMNS = [
-    "experiment_id", "metric", "metric_role", "variant", "baseline", "n_baseline", "n_variant",
-    "mean_baseline", "mean_variant", "abs_effect", "abs_se", "abs_ci_low", "abs_ci_high",
-    "rel_effect", "rel_ci_low", "rel_ci_high", "t_stat", "df", "p_value", "p_value_adj", "alpha", "method", "run_id",
-]
 
 
 @dg.asset(
@@ -56,30 +58,50 @@ EFFECT_COLUMNS = [
     group_name="effects",
     kinds={"python", "postgres"},
     owners=[OWNER],
-    description="Effect of every arm vs the baseline per metric: means, absolute difference with "
-    "Welch t-test and CI, relative lift with delta-method CI, Holm-adjusted p across arms.",
+    description="Effect of every arm vs the baseline per metric and method, from the merged daily "
+    "statistics: Welch t (means) or delta method (ratios), and CUPED (method 'cuped', pooled θ, with "
+    "the variance reduction achieved); relative lifts with delta-method CIs; always-valid confidence "
+    "sequences (cs_low/cs_high); chance to beat control and expected loss; p values and CIs adjusted "
+    "by Holm (primary, across arms) and Benjamini–Hochberg (secondary metrics) next to the raw ones.",
 )
 def effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-    from liftlab.stats.analysis import compare_arms  # scipy: imported when the asset runs
+    from liftlab.experiment_stats import EFFECT_COLUMNS, experiment_effects
 
     spec = spec_for_partition(context.partition_key).spec
-    roles = spec.metric_roles()
     with postgres.connect() as conn:
-        stats = read_frame(
+        daily = read_frame(
             conn,
-            "select variant, metric, n, sum, sum_sq from results.sufficient_stats where experiment_id = %s",
+            "select variant, metric, day, n, " + ", ".join(MOMENTS) + " from results.daily_stats "
+            "where experiment_id = %s order by variant, metric, day nulls last",
             (spec.id,),
         )
-        table = compare_arms(stats, baseline=spec.baseline, alpha=spec.alpha)
-        method = "welch_t" if spec.design == "randomized" else "naive_welch_t"
-        table = table.with_columns(
-            pl.lit(spec.id).alias("experiment_id"),
-            pl.col("metric").replace_strict(roles, default="secondary").alias("metric_role"),
-            pl.col("p_value_holm").alias("p_value_adj"),
-            pl.lit(spec.alpha).alias("alpha"),
-            pl.lit(method).alias("method"),
-            pl.lit(context.run_id).alias("run_id"),
-        ).select(EFFECT_COLUMNS)
+        table = experiment_effects(daily, spec).with_columns(pl.lit(context.run_id).alias("run_id"))
+        # cuped rows before welch_t / delta_method rows of the same metric and variant
+        table = table.sort("metric", "variant", pl.col("method") != "cuped").select(EFFECT_COLUMNS)
         replace_slice(conn, "results.effects", table, where={"experiment_id": spec.id})
-    preview = table.select("metric", "variant", "mean_baseline", "mean_variant", "abs_effect", "rel_effect", "p_value", "p_value_adj")
+    preview = table.select("metric", "variant", "method", "abs_effect", "rel_effect", "p_value", "p_value_adj", "cs_low", "cs_high", "variance_reduction")
     return dg.MaterializeResult(metadata={"dagster/row_count": table.height, "preview": dg.MetadataValue.md(markdown_table(preview))})
+
+
+@dg.asset(
+    key=["results", "power"],
+    partitions_def=experiment_partitions,
+    deps=[effects],
+    group_name="effects",
+    kinds={"python", "postgres"},
+    owners=[OWNER],
+    description="Power planning for the primary metric: units per arm needed for the spec's MDE, "
+    "power at the MDE and the MDE at the current sample, days still needed at the current traffic.",
+)
+def power(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    from liftlab.experiment_stats import power_table
+
+    spec = spec_for_partition(context.partition_key).spec
+    with postgres.connect() as conn:
+        eff = read_frame(conn, "select * from results.effects where experiment_id = %s and metric = %s order by variant, method",
+                         (spec.id, spec.primary_metric))
+        days = read_frame(conn, "select distinct day from results.daily_stats where experiment_id = %s order by day", (spec.id,))
+        days = days.with_columns(pl.col("day").cast(pl.Date)) if not days.is_empty() else pl.DataFrame(schema={"day": pl.Date})
+        table = power_table(eff, days, spec).with_columns(pl.lit(context.run_id).alias("run_id"))
+        replace_slice(conn, "results.power", table, where={"experiment_id": spec.id})
+    return dg.MaterializeResult(metadata={"dagster/row_count": table.height, "preview": dg.MetadataValue.md(markdown_table(table.drop("run_id")))})

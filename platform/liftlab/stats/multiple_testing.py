@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["holm", "benjamini_hochberg"]
+__all__ = ["holm", "benjamini_hochberg", "bonferroni_alpha", "fcr_alpha"]
 
 
 def _prepare(pvalues: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,3 +72,31 @@ def benjamini_hochberg(pvalues: Sequence[float] | np.ndarray) -> np.ndarray:
     adj = np.empty(m)
     adj[order] = adj_sorted
     return _finish(p, ok, adj)
+
+
+def bonferroni_alpha(m: int, alpha: float) -> float:
+    """Per-comparison level of simultaneous CIs for a Holm family of ``m`` hypotheses.
+
+    Holm's step-down test has no exactly compatible intervals; the Bonferroni intervals at
+    ``α/m`` give simultaneous coverage ≥ 1 − α and are what Holm-adjusted CIs are reported as
+    (Dmitrienko, Tamhane & Bretz, *Multiple Testing Problems in Pharmaceutical Statistics*,
+    2010, §2.6).
+    """
+    return alpha / max(int(m), 1)
+
+
+def fcr_alpha(pvalues, alpha: float) -> float:
+    """Level of FCR-adjusted CIs after Benjamini–Hochberg selection.
+
+    Benjamini, Y. & Yekutieli, D. (2005) "False discovery rate–adjusted multiple confidence
+    intervals for selected parameters", JASA 100(469) 71–81: with ``R`` of ``m`` hypotheses
+    selected by BH at level ``α``, intervals at level ``1 − R·α/m`` keep the false coverage-
+    statement rate ≤ α.  (``R = 0`` → ``α/m``, the most conservative choice.)
+    """
+    p = np.asarray(pvalues, dtype=np.float64)
+    p = p[~np.isnan(p)]
+    m = p.size
+    if m == 0:
+        return alpha
+    r = int(np.sum(benjamini_hochberg(p) <= alpha))
+    return alpha * max(r, 1) / m

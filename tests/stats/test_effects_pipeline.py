@@ -1,0 +1,120 @@
+"""The statistics engine inside the asset graph: daily partitions, CUPED, ratio metric, power.
+
+Materializes the whole graph once on the 20k-user test world (``tests.pipeline_helpers.run``)
+and checks the published tables against independent computations on the marts.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from liftlab import db
+from liftlab.experiment_stats import experiment_effects, metric_plan, unit_columns
+from liftlab.specs import load_specs
+from liftlab.stats.cuped import ratio_test
+from liftlab.stats.moments import MOMENT_COLUMNS, JointStats, aggregate_joint
+from liftlab.units import analysis_frame
+from tests.pipeline_helpers import run
+
+SPECS = {item.spec.id: item.spec for item in load_specs()}
+
+
+@pytest.fixture(scope="module")
+def info(scratch_db):
+    run(scratch_db)
+    return scratch_db
+
+
+def _read(info, query, params=()):
+    with db.connect(info) as conn:
+        return db.read_frame(conn, query, params)
+
+
+def test_cuped_on_the_primary_metric_reduces_variance_by_rho_squared(info):
+    """aa_check's primary metric (sessions) with its own pre-period value: 1 − V_cuped/V ≈ ρ²."""
+    row = _read(info, "select * from results.effects where experiment_id = 'aa_check' and metric = 'sessions' and method = 'cuped'")
+    assert row.height == 1
+    r = _read(info, "select corr(sessions, pre_sessions) as r from marts.fct_unit_metrics where experiment_id = 'aa_check'")["r"][0]
+    rho2 = r * r
+    vr = row["variance_reduction"][0]
+    assert rho2 > 0.3  # a strong covariate in this world
+    assert vr >= rho2 - 0.02 and abs(vr - rho2) <= 0.02, (vr, rho2)
+    welch = _read(info, "select abs_se from results.effects where experiment_id = 'aa_check' and metric = 'sessions' and method = 'welch_t'")
+    assert row["abs_se"][0] ** 2 == pytest.approx((1 - vr) * welch["abs_se"][0] ** 2, rel=1e-9)
+
+
+def test_cuped_rows_only_where_a_pre_period_value_exists_and_only_for_randomized_designs(info):
+    methods = _read(info, "select experiment_id, metric, method from results.effects")
+    cuped = methods.filter(pl.col("method") == "cuped")
+    assert set(cuped["experiment_id"]) <= {"onboarding_adaptive", "aa_check", "winback_email"}
+    assert cuped.filter(pl.col("metric").is_in(["converted", "reactivated"])).height == 0
+    for exp in cuped["experiment_id"].unique():
+        plan = metric_plan(SPECS[exp])
+        assert set(cuped.filter(pl.col("experiment_id") == exp)["metric"]) == {m for m, (_, x, _) in plan.items() if x}
+
+
+def test_merged_daily_statistics_equal_a_single_pass_over_all_days(info):
+    for exp in ("aa_check", "onboarding_adaptive", "hillstrom"):
+        spec = SPECS[exp]
+        with db.connect(info) as conn:
+            units = analysis_frame(conn, spec, unit_columns(spec))
+        single = aggregate_joint(units, ["variant"], metric_plan(spec)).sort("variant", "metric")
+        daily = _read(info, "select * from results.daily_stats where experiment_id = %s", (exp,))
+        if exp != "hillstrom":
+            assert daily["day"].n_unique() > 1  # several exposure days really were merged
+        summed = daily.group_by("variant", "metric").agg(pl.col("n").sum(), *[pl.col(c).sum() for c in MOMENT_COLUMNS]).sort("variant", "metric")
+        stored = _read(info, "select * from results.sufficient_stats where experiment_id = %s order by variant, metric", (exp,))
+        for frame in (summed, stored):
+            assert frame["n"].to_list() == single["n"].to_list()
+            for c in MOMENT_COLUMNS:
+                np.testing.assert_allclose(frame[c].to_numpy(), single[c].to_numpy(), rtol=1e-9, atol=1e-9, err_msg=c)
+        # and the effects from the single pass equal the published ones
+        mine = experiment_effects(single.with_columns(pl.lit(None, dtype=pl.Date).alias("day")), spec).sort("metric", "variant", "method")
+        published = _read(info, "select * from results.effects where experiment_id = %s order by metric, variant, method", (exp,))
+        assert mine.height == published.height
+        for c in ("abs_effect", "abs_se", "p_value", "p_value_adj", "rel_ci_low", "cs_low", "chance_to_win", "abs_ci_high_adj"):
+            a, b = mine[c].to_numpy().astype(float), published[c].cast(pl.Float64).to_numpy()
+            np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12, err_msg=f"{exp}.{c}")
+
+
+def test_ratio_metric_revenue_per_session_end_to_end(info):
+    units = _read(info, "select variant, revenue, sessions from marts.fct_unit_metrics where experiment_id = 'onboarding_adaptive'")
+    arms = {v: JointStats.from_values(g["revenue"].to_numpy(), d=g["sessions"].cast(pl.Float64).to_numpy())
+            for (v,), g in units.group_by("variant")}
+    rows = _read(info, "select * from results.effects where experiment_id = 'onboarding_adaptive' and metric = 'revenue_per_session'")
+    assert set(rows["method"]) == {"delta_method", "cuped"}
+    assert set(rows["metric_kind"]) == {"ratio"}
+    for row in rows.filter(pl.col("method") == "delta_method").iter_rows(named=True):
+        ref = ratio_test(arms["control"], arms[row["variant"]], reference="t")
+        assert row["mean_baseline"] == pytest.approx(arms["control"].sum / arms["control"].sum_d, rel=1e-12)
+        assert row["abs_effect"] == pytest.approx(ref.abs_effect, rel=1e-9)
+        assert row["abs_se"] == pytest.approx(ref.abs_se, rel=1e-9)
+        assert row["p_value"] == pytest.approx(ref.p_value, rel=1e-9, abs=1e-15)
+
+
+def test_published_columns_are_consistent(info):
+    eff = _read(info, "select * from results.effects")
+    ok = eff.filter(pl.col("abs_se").is_not_nan())
+    assert (ok["cs_low"] <= ok["abs_effect"]).all() and (ok["abs_effect"] <= ok["cs_high"]).all()
+    assert (ok["cs_high"] - ok["cs_low"] > ok["abs_ci_high"] - ok["abs_ci_low"]).all()  # the CS is wider
+    assert (ok["abs_ci_high_adj"] - ok["abs_ci_low_adj"] >= ok["abs_ci_high"] - ok["abs_ci_low"] - 1e-12).all()
+    assert ok["chance_to_win"].is_between(0, 1).all() and (ok["expected_loss"] >= 0).all()
+    assert (ok["p_value_adj"] >= ok["p_value"] - 1e-15).all()
+
+
+def test_power_table(info):
+    power = _read(info, "select * from results.power")
+    assert set(power["experiment_id"]) == set(SPECS) - {"checkout_redesign"}  # halted: nothing downstream
+    aa = power.filter(pl.col("experiment_id") == "aa_check", pl.col("method") == "welch_t").row(0, named=True)
+    assert aa["mde_rel"] == 0.02 and math.isfinite(aa["n_required_per_arm"]) and aa["n_required_per_arm"] > 0
+    assert 0 < aa["power_at_mde"] < 1 and aa["days_elapsed"] == 7 and aa["days_needed"] >= 0
+    cup = power.filter(pl.col("experiment_id") == "aa_check", pl.col("method") == "cuped").row(0, named=True)
+    assert cup["n_required_per_arm"] < aa["n_required_per_arm"]  # CUPED needs fewer units
+    from liftlab.stats.power import power_at
+
+    se = aa["sd_unit"] * math.sqrt(1 / aa["n_baseline"] + 1 / aa["n_variant"])
+    assert aa["power_at_mde"] == pytest.approx(float(power_at(aa["mde_abs"], se, aa["alpha_per_arm"])), rel=1e-9)
