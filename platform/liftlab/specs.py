@@ -36,6 +36,20 @@ EVENT_METRICS: dict[str, str] = {
     "reactivated": "higher_is_better",
     "active_days": "higher_is_better",
 }
+#: Ratio metrics of unit sums on the event stream: name → (numerator, denominator).  The
+#: statistic is Σ numerator / Σ denominator over the units of an arm (delta method).
+EVENT_RATIO_METRICS: dict[str, tuple[str, str]] = {
+    "revenue_per_session": ("revenue", "sessions"),
+}
+#: Each event metric's own pre-period value (the CUPED covariate and the winsorization reference).
+EVENT_PRE_PERIOD: dict[str, str] = {
+    "sessions": "pre_sessions",
+    "ai_calls": "pre_ai_calls",
+    "tasks_completed": "pre_tasks_completed",
+    "support_tickets": "pre_support_tickets",
+    "revenue": "pre_revenue",
+    "active_days": "pre_active_days",
+}
 EVENT_COVARIATES = (
     "pre_sessions",
     "pre_ai_calls",
@@ -77,6 +91,15 @@ class Guardrail(_Strict):
     tolerance: Annotated[float, Field(ge=0, le=1)] = 0.02
 
 
+class RatioMetric(_Strict):
+    """A ratio of unit sums, e.g. revenue per session = Σ revenue / Σ sessions (delta method)."""
+
+    name: Annotated[str, Field(pattern=IDENTIFIER)]
+    numerator: str
+    denominator: str
+    direction: Direction = "higher_is_better"
+
+
 class EventSource(_Strict):
     kind: Literal["events"] = "events"
 
@@ -116,6 +139,50 @@ class FileSource(_Strict):
         return path if path.is_absolute() else (spec_file.parent / path).resolve()
 
 
+#: ``raw.users`` attributes an uplift model may use on event-stream experiments (measured
+#: before exposure; ``signup_date`` is left out because ``tenure_days`` encodes it).
+USER_ATTRIBUTES = ("plan", "company_size", "region", "device", "tenure_days", "engagement_score", "engagement_level")
+
+UpliftLearner = Literal["s_learner", "t_learner", "x_learner", "r_learner", "dr_learner", "class_transformation"]
+UPLIFT_LEARNERS: tuple[str, ...] = ("s_learner", "t_learner", "x_learner", "r_learner", "dr_learner", "class_transformation")
+
+
+class UpliftSpec(_Strict):
+    """Uplift modelling and targeting (optional ``uplift:`` block; absent → not modelled).
+
+    ``features`` must be measured before exposure: for event-stream experiments the
+    ``raw.users`` attributes and the ``pre_*`` columns of ``marts.fct_unit_metrics``; for a
+    declared file, the spec's ``covariates`` plus the file columns listed in
+    ``pre_treatment``. Outcomes, the variant and the unit id are always refused.
+    """
+
+    #: Outcomes to model (binary 0/1 → classifiers, else regressors); the first is the primary.
+    outcomes: Annotated[list[str], Field(min_length=1)]
+    #: Pre-treatment features; empty → every allowed feature.
+    features: list[str] = []
+    #: File sources only: extra declared columns that are measured before exposure.
+    pre_treatment: list[str] = []
+    #: Arms modelled against the baseline (each arm vs control); empty → every non-baseline arm.
+    arms: list[str] = []
+    learners: Annotated[list[UpliftLearner], Field(min_length=1)] = list(UPLIFT_LEARNERS)
+    base_model: Literal["lightgbm", "xgboost", "hist_gradient_boosting"] = "lightgbm"
+    #: Cost of one contact (e.g. sending one e-mail), in the currency of the values.
+    cost_per_contact: Annotated[float, Field(ge=0)] = 0.0
+    #: Value of one incremental conversion: a number for every outcome, or outcome → value.
+    value_per_conversion: Annotated[float, Field(ge=0)] | dict[str, Annotated[float, Field(ge=0)]] = 1.0
+    #: Share of units held out for evaluation (split stratified by arm × outcome).
+    test_size: Annotated[float, Field(gt=0.05, lt=0.95)] = 0.4
+    seed: int = 20261122
+    n_bootstrap: Annotated[int, Field(ge=0, le=5000)] = 200
+    #: |predicted uplift| above which a unit is a persuadable (+) or a sleeping dog (−).
+    segment_min_uplift: Annotated[float, Field(ge=0)] = 0.05
+
+    def value_of(self, outcome: str) -> float:
+        if isinstance(self.value_per_conversion, dict):
+            return float(self.value_per_conversion.get(outcome, 0.0))
+        return float(self.value_per_conversion)
+
+
 class ExperimentSpec(_Strict):
     id: Annotated[str, Field(pattern=IDENTIFIER)]
     name: str | None = None
@@ -135,9 +202,25 @@ class ExperimentSpec(_Strict):
     covariates: list[str] = []
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
     power: Annotated[float, Field(gt=0, lt=1)] = 0.8
-    #: Smallest relative effect worth detecting on the primary metric (planning and practical significance).
+    #: Smallest relative effect worth detecting on the primary metric (power planning).
     mde: Annotated[float, Field(gt=0)] | None = None
+    #: Smallest relative improvement of the primary metric worth shipping (None: any significant win).
+    practical_threshold: Annotated[float, Field(ge=0)] | None = None
     source: Annotated[EventSource | FileSource, Field(discriminator="kind")] = EventSource()
+    #: Ratio metrics of unit sums usable as primary/secondary/guardrail metrics.
+    ratio_metrics: list[RatioMetric] = []
+    #: CUPED rows (method 'cuped') for every metric with a pre-period covariate.
+    cuped: bool = True
+    #: metric → CUPED covariate column; defaults to the metric's own pre-period value (event stream).
+    cuped_covariates: dict[str, str] = {}
+    #: metric → percentile in (0.5, 1): cap the metric at that quantile of its pre-period values
+    #: (scaled to the metric window's length), fixed before the experiment.
+    winsorize: dict[str, Annotated[float, Field(gt=0.5, lt=1)]] = {}
+    #: Confidence sequences are tightest around this many units (gbstats' tuning parameter).
+    sequential_tuning: Annotated[float, Field(gt=0)] = 5000.0
+    #: Standard deviation of the normal prior on the relative lift (Bayesian summary).
+    prior_sd: Annotated[float, Field(gt=0)] = 0.3
+    uplift: UpliftSpec | None = None
 
     @field_validator("variants")
     @classmethod
@@ -162,6 +245,28 @@ class ExperimentSpec(_Strict):
             known, covariates = EVENT_METRICS, EVENT_COVARIATES
         else:
             known, covariates = {m: "higher_is_better" for m in self.source.outcomes}, tuple(self.source.columns)
+        base_metrics = dict(known)
+        known = dict(known)
+        builtin = EVENT_RATIO_METRICS if self.source.kind == "events" else {}
+        for name in builtin:
+            known.setdefault(name, "higher_is_better")
+        for i, ratio in enumerate(self.ratio_metrics):
+            for part in ("numerator", "denominator"):
+                if getattr(ratio, part) not in base_metrics:
+                    raise _KeyedError(f"ratio_metrics.{i}.{part}", f"unknown metric {getattr(ratio, part)!r}; known metrics: {sorted(base_metrics)}")
+            if ratio.name in base_metrics:
+                raise _KeyedError(f"ratio_metrics.{i}.name", f"{ratio.name!r} is already a metric")
+            known[ratio.name] = ratio.direction
+        for metric, covariate in self.cuped_covariates.items():
+            if metric not in known:
+                raise _KeyedError(f"cuped_covariates.{metric}", f"unknown metric {metric!r}; known metrics: {sorted(known)}")
+            if covariate not in covariates:
+                raise _KeyedError(f"cuped_covariates.{metric}", f"unknown covariate {covariate!r}; known: {sorted(covariates)}")
+        for metric in self.winsorize:
+            if metric not in base_metrics:
+                raise _KeyedError(f"winsorize.{metric}", f"can only winsorize a unit-level metric, not {metric!r}; known: {sorted(base_metrics)}")
+            if self.pre_period_column(metric) is None:
+                raise _KeyedError(f"winsorize.{metric}", f"{metric!r} has no pre-period value to fix the cap from; declare it in cuped_covariates")
         if self.start_date and self.end_date and self.end_date < self.start_date:
             raise _KeyedError("end_date", f"end_date {self.end_date} is before start_date {self.start_date}")
         used = [("primary_metric", self.primary_metric)]
@@ -173,7 +278,34 @@ class ExperimentSpec(_Strict):
         for i, covariate in enumerate(self.covariates):
             if covariate not in covariates:
                 raise _KeyedError(f"covariates.{i}", f"unknown covariate {covariate!r}; known: {sorted(covariates)}")
+        if self.uplift is not None:
+            self._check_uplift(known, names)
         return self
+
+    def _check_uplift(self, known: dict[str, str], names: list[str]) -> None:
+        up = self.uplift
+        for i, outcome in enumerate(up.outcomes):
+            if outcome not in known:
+                raise _KeyedError(f"uplift.outcomes.{i}", f"unknown outcome {outcome!r}; known: {sorted(known)}")
+        for i, arm in enumerate(up.arms):
+            if arm not in names or arm == self.baseline:
+                raise _KeyedError(f"uplift.arms.{i}", f"{arm!r} is not a non-baseline variant of {names}")
+        if isinstance(up.value_per_conversion, dict):
+            for outcome in up.value_per_conversion:
+                if outcome not in up.outcomes:
+                    raise _KeyedError("uplift.value_per_conversion", f"{outcome!r} is not one of uplift.outcomes")
+        if self.source.kind == "file":
+            for i, column in enumerate(up.pre_treatment):
+                if column not in self.source.columns:
+                    raise _KeyedError(f"uplift.pre_treatment.{i}", f"{column!r} is not a declared column")
+        elif up.pre_treatment:
+            raise _KeyedError("uplift.pre_treatment", "only file sources declare pre-treatment columns")
+        from liftlab.uplift.features import PostTreatmentFeature, check_pre_treatment
+
+        try:
+            check_pre_treatment(self, up.features)
+        except PostTreatmentFeature as exc:
+            raise _KeyedError("uplift.features", str(exc)) from None
 
     @property
     def allocation(self) -> dict[str, float]:
@@ -182,6 +314,28 @@ class ExperimentSpec(_Strict):
     @property
     def pre_start_date(self) -> dt.date | None:
         return self.start_date - dt.timedelta(days=self.pre_period_days) if self.start_date else None
+
+    def ratio(self, metric: str) -> tuple[str, str] | None:
+        """(numerator, denominator) of a ratio metric, else None."""
+        for ratio in self.ratio_metrics:
+            if ratio.name == metric:
+                return ratio.numerator, ratio.denominator
+        if self.source.kind == "events":
+            return EVENT_RATIO_METRICS.get(metric)
+        return None
+
+    def pre_period_column(self, metric: str) -> str | None:
+        """The CUPED covariate of a metric: declared, else its own pre-period value, else None.
+
+        A ratio metric uses its numerator's covariate (any pre-treatment covariate keeps CUPED
+        unbiased; Deng et al. 2013).
+        """
+        if metric in self.cuped_covariates:
+            return self.cuped_covariates[metric]
+        ratio = self.ratio(metric)
+        if ratio is not None:
+            return self.pre_period_column(ratio[0])
+        return EVENT_PRE_PERIOD.get(metric) if self.source.kind == "events" else None
 
     def metric_roles(self) -> dict[str, str]:
         """metric → primary / secondary / guardrail (a metric keeps its first role)."""
@@ -198,6 +352,9 @@ class ExperimentSpec(_Strict):
         for guardrail in self.guardrails:
             if guardrail.metric == metric:
                 return guardrail.direction
+        for ratio in self.ratio_metrics:
+            if ratio.name == metric:
+                return ratio.direction
         return EVENT_METRICS.get(metric, "higher_is_better")
 
 

@@ -1,0 +1,227 @@
+"""Uplift learners: causalml meta-learners on gradient-boosted base models, and the class
+transformation baseline. Every learner estimates the CATE τ(x) = E[Y(1) − Y(0) | X = x] of
+one arm against the baseline (multi-arm experiments: fit once per arm on arm ∪ baseline).
+
+* **S-learner** — one model μ(x, t) with the treatment as a feature; τ̂(x) = μ̂(x,1) − μ̂(x,0).
+* **T-learner** — separate models μ₀, μ₁ on the control and treated units; τ̂ = μ̂₁ − μ̂₀.
+* **X-learner** (Künzel, Sekhon, Bickel & Yu 2019, PNAS 116) — T-learner first; imputed
+  effects D¹ = Y − μ̂₀(X) on treated and D⁰ = μ̂₁(X) − Y on control units are regressed on X
+  (τ̂₁, τ̂₀) and blended with the propensity: τ̂ = p·τ̂₀ + (1 − p)·τ̂₁.
+* **R-learner** (Nie & Wager 2021, Biometrika 108) — cross-fitted m̂(x) = E[Y|x]; τ̂
+  minimises Σ ((Y − m̂) − (T − p)·τ(X))², i.e. a weighted regression of (Y − m̂)/(T − p)
+  with weights (T − p)².
+* **DR-learner** (Kennedy 2020, arXiv:2004.14497) — cross-fitted AIPW pseudo-outcomes
+  φ = μ̂₁ − μ̂₀ + T(Y − μ̂₁)/p − (1 − T)(Y − μ̂₀)/(1 − p) regressed on X.
+* **Class transformation** (Jaskowski & Jaroszewicz 2012, ICML workshop) — for a binary
+  outcome, Z = Y·T + (1 − Y)(1 − T); with P(T = 1) = ½, τ(x) = 2·P(Z = 1 | x) − 1. Unequal
+  allocations are rebalanced by weighting treated units by ½/p and controls by ½/(1 − p).
+  For a continuous outcome the transformed outcome Y* = Y·(T − p)/(p(1 − p)) (Athey &
+  Imbens 2015) is regressed on X instead, since E[Y* | x] = τ(x).
+
+The propensity p is known in a randomized experiment (the share of the arm among the
+arm ∪ baseline units) and is passed to causalml, so no propensity model is fitted.
+Base models are single-threaded (n_jobs = 1) with fixed seeds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+LEARNERS = ("s_learner", "t_learner", "x_learner", "r_learner", "dr_learner", "class_transformation")
+
+#: Cross-fitting folds of the R-learner (causalml's default is 5).
+R_FOLDS = 3
+
+
+def n_base_fits(learner: str) -> int:
+    """How many base-model fits a learner makes (the benchmark's cost unit)."""
+    return {
+        "s_learner": 1,
+        "t_learner": 2,
+        "x_learner": 4,  # μ₀, μ₁, τ₀, τ₁
+        "r_learner": R_FOLDS + 1,  # cross-fitted m̂, then τ
+        "dr_learner": 9,  # causalml: 3 splits × (μ₀, μ₁, τ)
+        "class_transformation": 1,
+    }[learner]
+
+
+#: Default hyper-parameters: shallow, slow-learning, strongly regularised trees (the
+#: uplift signal is small next to the outcome's noise).
+LGBM_PARAMS = dict(
+    n_estimators=200, learning_rate=0.05, num_leaves=15, min_child_samples=100,
+    subsample=0.8, subsample_freq=1, colsample_bytree=0.8, reg_lambda=1.0,
+)
+
+
+def base_model(kind: str, backend: str = "lightgbm", seed: int = 0, **overrides):
+    """A single-threaded gradient-boosted ``kind`` ('classifier' or 'regressor')."""
+    if backend == "lightgbm":
+        import lightgbm as lgb
+
+        cls = lgb.LGBMClassifier if kind == "classifier" else lgb.LGBMRegressor
+        return cls(**{**LGBM_PARAMS, **overrides}, random_state=seed, n_jobs=1, verbose=-1)
+    if backend == "xgboost":
+        import xgboost as xgb
+
+        cls = xgb.XGBClassifier if kind == "classifier" else xgb.XGBRegressor
+        params = dict(n_estimators=200, learning_rate=0.05, max_depth=4, min_child_weight=20,
+                      subsample=0.8, colsample_bytree=0.8, tree_method="hist")
+        return cls(**{**params, **overrides}, random_state=seed, n_jobs=1, nthread=1)
+    if backend == "hist_gradient_boosting":
+        from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+
+        cls = HistGradientBoostingClassifier if kind == "classifier" else HistGradientBoostingRegressor
+        params = dict(max_iter=200, learning_rate=0.05, max_leaf_nodes=15, min_samples_leaf=100,
+                      early_stopping=False)
+        return cls(**{**params, **overrides}, random_state=seed)
+    raise ValueError(f"unknown base model backend {backend!r}")
+
+
+@dataclass
+class FittedLearner:
+    name: str
+    predict: Callable[[np.ndarray], np.ndarray]  # X → τ̂ (1-d)
+    fit_seconds: float
+    n_base_fits: int
+
+
+def _binary(y: np.ndarray) -> bool:
+    return bool(np.isin(np.unique(y), (0.0, 1.0)).all())
+
+
+class ClassTransformation:
+    """Jaskowski & Jaroszewicz (2012) class transformation (see the module docstring)."""
+
+    def __init__(self, model_factory: Callable[[str], object]):
+        self.model_factory = model_factory
+
+    def fit(self, X: np.ndarray, t: np.ndarray, y: np.ndarray, p: float) -> ClassTransformation:
+        self.binary = _binary(y)
+        if self.binary:
+            z = (y * t + (1 - y) * (1 - t)).astype(int)
+            weight = np.where(t == 1, 0.5 / p, 0.5 / (1 - p))
+            self.model = self.model_factory("classifier").fit(X, z, sample_weight=weight)
+        else:
+            ystar = y * (t - p) / (p * (1 - p))
+            self.model = self.model_factory("regressor").fit(X, ystar)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.binary:
+            return 2.0 * self.model.predict_proba(X)[:, 1] - 1.0
+        return self.model.predict(X)
+
+
+class RLearner:
+    """Nie & Wager (2021) R-learner with a known propensity p (see the module docstring).
+
+    Written here rather than taken from causalml: causalml's ``BaseRClassifier`` cross-fits
+    with ``cross_val_predict(..., n_jobs=-1)`` (one worker process per core, each with a copy
+    of X) and refits the outcome model on all rows. Here the K folds run in-process and the
+    fold models are the only outcome fits (K + 1 base-model fits in all).
+    """
+
+    def __init__(self, model_factory, outcome_kind: str, n_fold: int = R_FOLDS, seed: int = 0):
+        self.model_factory, self.outcome_kind, self.n_fold, self.seed = model_factory, outcome_kind, n_fold, seed
+
+    def fit(self, X: np.ndarray, t: np.ndarray, y: np.ndarray, p: float) -> RLearner:
+        from sklearn.model_selection import KFold
+
+        m_hat = np.empty(len(y))
+        for train, held in KFold(self.n_fold, shuffle=True, random_state=self.seed).split(X):
+            model = self.model_factory(self.outcome_kind)
+            if self.outcome_kind == "classifier":
+                m_hat[held] = model.fit(X[train], y[train].astype(int)).predict_proba(X[held])[:, 1]
+            else:
+                m_hat[held] = model.fit(X[train], y[train]).predict(X[held])
+        resid_t = t - p
+        pseudo = (y - m_hat) / resid_t
+        self.model = self.model_factory("regressor").fit(X, pseudo, sample_weight=resid_t**2)
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.model.predict(X)
+
+
+def fit_learner(
+    name: str, X: np.ndarray, t: np.ndarray, y: np.ndarray, *, backend: str = "lightgbm", seed: int = 0,
+    p: float | None = None,
+) -> FittedLearner:
+    """Fit one learner on ``X`` (float matrix), ``t`` (1 = arm, 0 = baseline) and ``y``."""
+    import warnings
+
+    t = np.asarray(t, dtype=int)
+    y = np.asarray(y, dtype=np.float64)
+    p = float(t.mean()) if p is None else float(p)
+    binary = _binary(y)
+
+    def make(kind: str):
+        return base_model(kind, backend, seed)
+
+    outcome_kind = "classifier" if binary else "regressor"
+    if name != "class_transformation":
+        import causalml.inference.meta  # noqa: F401  (a ~13 s import: not part of the fit time)
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if name == "class_transformation":
+            model = ClassTransformation(make).fit(X, t, y, p)
+            predict = model.predict
+        else:
+            from causalml.inference.meta import (
+                BaseDRLearner, BaseSClassifier, BaseSRegressor,
+                BaseTClassifier, BaseTRegressor, BaseXClassifier, BaseXRegressor,
+            )
+
+            pvec = np.full(len(t), p)
+            if name == "s_learner":
+                model = (BaseSClassifier if binary else BaseSRegressor)(learner=make(outcome_kind), control_name=0)
+                model.fit(X, t, y)
+                predict = lambda Z: model.predict(Z, verbose=False)  # noqa: E731
+            elif name == "t_learner":
+                model = (BaseTClassifier if binary else BaseTRegressor)(learner=make(outcome_kind), control_name=0)
+                model.fit(X, t, y)
+                predict = lambda Z: model.predict(Z, verbose=False)  # noqa: E731
+            elif name == "x_learner":
+                cls = BaseXClassifier if binary else BaseXRegressor
+                kwargs = (
+                    dict(outcome_learner=make("classifier"), effect_learner=make("regressor"))
+                    if binary else dict(learner=make("regressor"))
+                )
+                model = cls(**kwargs, control_name=0)
+                model.fit(X, t, y, p=pvec)
+                predict = lambda Z: model.predict(Z, p=np.full(len(Z), p), verbose=False)  # noqa: E731
+            elif name == "r_learner":
+                model = RLearner(make, outcome_kind, n_fold=R_FOLDS, seed=seed).fit(X, t, y, p)
+                predict = model.predict
+            elif name == "dr_learner":
+                model = BaseDRLearner(learner=make("regressor"), control_name=0)
+                model.fit(X, t, y, p=pvec, seed=seed)
+                predict = lambda Z: model.predict(Z, verbose=False)  # noqa: E731
+            else:
+                raise ValueError(f"unknown learner {name!r}; known: {LEARNERS}")
+    seconds = time.perf_counter() - start
+
+    def predict_1d(Z: np.ndarray) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return np.asarray(predict(Z), dtype=np.float64).reshape(len(Z), -1)[:, 0]
+
+    return FittedLearner(name=name, predict=predict_1d, fit_seconds=seconds, n_base_fits=n_base_fits(name))
+
+
+def fit_outcome_model(X: np.ndarray, y: np.ndarray, *, backend: str = "lightgbm", seed: int = 0):
+    """E[Y | x] on one arm (probability for a binary outcome): used for the segments."""
+    import warnings
+
+    binary = _binary(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = base_model("classifier" if binary else "regressor", backend, seed).fit(X, y.astype(int) if binary else y)
+    if binary:
+        return lambda Z: model.predict_proba(Z)[:, 1]
+    return model.predict

@@ -1,0 +1,87 @@
+"""Database side of uplift modelling: read one experiment's units, write the result tables.
+
+Kept out of ``liftlab.uplift`` (pure code, no database) and out of ``liftlab.defs.uplift``
+(the assets only orchestrate). Identifiers are validated and quoted; values are parameters.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+import psycopg
+from psycopg import sql
+
+from liftlab.db import check_identifier, qualified, read_frame
+from liftlab.specs import EVENT_COVARIATES, USER_ATTRIBUTES, ExperimentSpec
+from liftlab.uplift.features import check_pre_treatment
+
+_USER_NUMERIC = {"tenure_days", "engagement_score"}
+
+
+def uplift_features(spec: ExperimentSpec) -> tuple[str, ...]:
+    """The spec's uplift features after the pre-treatment guard (all allowed ones if empty)."""
+    return check_pre_treatment(spec, spec.uplift.features)
+
+
+def load_units(conn: psycopg.Connection, spec: ExperimentSpec) -> pl.DataFrame:
+    """``unit_id``, ``variant``, the features, the outcomes (float) and, where the synthetic
+    world has them, ``true_cate__<outcome>`` and ``true_type`` for every unit."""
+    up = spec.uplift
+    features = uplift_features(spec)
+    outcomes = [check_identifier(o, "outcome") for o in up.outcomes]
+    out = [sql.SQL("{}::double precision as {}").format(sql.Identifier(o), sql.Identifier(o)) for o in outcomes]
+    if spec.source.kind == "events":
+        cols = []
+        for f in features:
+            if f in EVENT_COVARIATES:
+                cols.append(sql.SQL("m.{}::double precision as {}").format(sql.Identifier(f), sql.Identifier(f)))
+            elif f in _USER_NUMERIC:
+                cols.append(sql.SQL("u.{}::double precision as {}").format(sql.Identifier(f), sql.Identifier(f)))
+            elif f in USER_ATTRIBUTES:
+                cols.append(sql.SQL("u.{}::text as {}").format(sql.Identifier(f), sql.Identifier(f)))
+        out_m = [sql.SQL("m.{}::double precision as {}").format(sql.Identifier(o), sql.Identifier(o)) for o in outcomes]
+        query = sql.SQL(
+            "select m.user_id::text as unit_id, m.variant, {} from marts.fct_unit_metrics m "
+            "join raw.users u on u.user_id = m.user_id where m.experiment_id = %s order by m.user_id"
+        ).format(sql.SQL(", ").join([*cols, *out_m]))
+        frame = read_frame(conn, query, (spec.id,))
+        truth = read_frame(
+            conn,
+            "select user_id::text as unit_id, metric, true_cate, true_type from truth.unit_effects "
+            "where experiment_id = %s and metric = any(%s)",
+            (spec.id, outcomes),
+        )
+        if not truth.is_empty():
+            wide = truth.pivot(on="metric", index="unit_id", values="true_cate")
+            wide = wide.rename({m: f"true_cate__{m}" for m in wide.columns if m != "unit_id"})
+            types = truth.group_by("unit_id").agg(pl.col("true_type").first())
+            frame = frame.join(wide, on="unit_id", how="left").join(types, on="unit_id", how="left")
+    else:
+        kinds = spec.source.columns
+        cols = [
+            sql.SQL("{}::double precision as {}" if kinds[f] in ("integer", "float") else "{}::text as {}").format(
+                sql.Identifier(f), sql.Identifier(f))
+            for f in features
+        ]
+        query = sql.SQL("select unit_id::text as unit_id, variant, {} from {} order by unit_id").format(
+            sql.SQL(", ").join([*cols, *out]), qualified(f"raw.src_{check_identifier(spec.id, 'experiment id')}")
+        )
+        frame = read_frame(conn, query)
+    return frame.with_columns([pl.col(o).cast(pl.Float64) for o in outcomes])
+
+
+def load_scores(conn: psycopg.Connection, experiment_id: str | None = None) -> pl.DataFrame:
+    where = sql.SQL(" where experiment_id = %s") if experiment_id else sql.SQL("")
+    query = sql.SQL(
+        "select experiment_id, arm, metric, learner, unit_id, treated, outcome, predicted_uplift, segment "
+        "from results.uplift_scores{} order by experiment_id, arm, metric, learner, unit_id"
+    ).format(where)
+    return read_frame(conn, query, (experiment_id,) if experiment_id else None)
+
+
+def true_types(conn: psycopg.Connection, experiment_id: str, metric: str) -> pl.DataFrame:
+    return read_frame(
+        conn,
+        "select user_id::text as unit_id, true_type from truth.unit_effects "
+        "where experiment_id = %s and metric = %s and true_type is not null",
+        (experiment_id, metric),
+    )
