@@ -181,11 +181,47 @@ def test_winback_type_is_learnable_from_covariates(big_world):
     u = cate.join(big_world.users, on="user_id")
     p_all = (u["true_type"] == "persuadable").mean()
     seg = u.filter((pl.col("device") == "mobile") & (pl.col("tenure_days") < 180))
-    assert (seg["true_type"] == "persuadable").mean() > 1.4 * p_all
+    assert (seg["true_type"] == "persuadable").mean() > 2.5 * p_all
     d_all = (u["true_type"] == "sleeping_dog").mean()
     seg = u.filter((pl.col("device") == "desktop") & (pl.col("tenure_days") > 730)
                    & pl.col("company_size").is_in(["51-200", "201+"]))
-    assert (seg["true_type"] == "sleeping_dog").mean() > 1.4 * d_all
+    assert (seg["true_type"] == "sleeping_dog").mean() > 3.0 * d_all
+
+
+def test_winback_targeting_is_learnable_but_not_deterministic(big_world):
+    """The covariates carry most of the targeting signal (docs §5.4), yet the type stays random.
+
+    Ranking at-risk units by the type model's own P(persuadable | x) − P(sleeping_dog | x)
+    captures > 80 % of the oracle's noise-free gain-curve area (ranking by the true CATE);
+    the most likely type given x is right for most units but far from all.
+    """
+    from liftlab.synth import design as D
+    from liftlab.synth.population import winback_type_scores
+
+    cate = big_world.truth_unit_effects.filter(
+        (pl.col("experiment_id") == "winback_email") & (pl.col("metric") == "reactivated"))
+    u = cate.join(big_world.users, on="user_id")
+
+    def code(col, levels):
+        return u[col].replace_strict({lv: i for i, lv in enumerate(levels)}, return_dtype=pl.Int64).to_numpy()
+
+    v = winback_type_scores(code("plan", D.PLANS), code("company_size", D.COMPANY_SIZES),
+                            code("device", D.DEVICES), u["tenure_days"].to_numpy(),
+                            u["engagement_score"].to_numpy())
+    prob = np.exp(v - v.max(axis=1, keepdims=True))
+    prob /= prob.sum(axis=1, keepdims=True)
+    tau = u["true_cate"].to_numpy()
+
+    def gain_area(score):
+        order = np.argsort(-score, kind="stable")
+        c = np.concatenate([[0.0], np.cumsum(tau[order])])
+        return float((c - np.arange(len(c)) / len(tau) * c[-1]).mean())
+
+    share = gain_area(prob[:, 0] - prob[:, 3]) / gain_area(tau)
+    assert share > 0.8, share
+    most_likely = np.asarray(D.WINBACK_TYPES)[prob.argmax(axis=1)]
+    hit = float((most_likely == u["true_type"].to_numpy()).mean())
+    assert 0.7 < hit < 0.95, hit
 
 
 def test_optin_unit_effects_average_to_ate_and_att(big_world):

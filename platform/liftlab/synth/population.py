@@ -60,7 +60,9 @@ def conditional_categorical(rng: np.random.Generator, p_rows: np.ndarray,
 
 
 def winback_type_scores(plan, size, device, tenure, score) -> np.ndarray:
-    """Observable part of the multinomial-logit win-back type model, (n, 4).
+    """Observable part of the multinomial-logit win-back type model, (n, 4):
+    ``WINBACK_TYPE_INTERCEPT + WINBACK_TYPE_SIGNAL * x'beta`` (the type is the argmax of
+    these scores plus standard Gumbel noise, so SIGNAL sets how learnable it is).
 
     Columns follow ``design.WINBACK_TYPES``: persuadables are new, mobile,
     small-company users; sure things are the more engaged; lost causes the
@@ -81,7 +83,7 @@ def winback_type_scores(plan, size, device, tenure, score) -> np.ndarray:
     s[:, 1] = 1.2 * eng + 0.4 * pro_ent
     s[:, 2] = -1.2 * eng + 0.5 * basic
     s[:, 3] = 1.0 * long_ + 0.7 * big + 0.4 * desktop
-    return s + D.WINBACK_TYPE_INTERCEPT
+    return D.WINBACK_TYPE_SIGNAL * s + D.WINBACK_TYPE_INTERCEPT
 
 
 def draw_population(rng: np.random.Generator, n: int, first_index: int,
