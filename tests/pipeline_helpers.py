@@ -12,6 +12,10 @@ from liftlab.pipeline import PipelineResult, run_pipeline
 #: A world small enough for CI but large enough for the SRM gate to see a 10 % exposure loss.
 TEST_WORLD = {"n_users": 20_000, "seed": 20261122, "checkout_exposure_loss": 0.10}
 
+#: Pipeline tests fit two uplift learners with a small bootstrap; the uplift tests and
+#: bench/uplift_acceptance.py exercise all six at full size.
+FAST_UPLIFT_ENV = {"LIFTLAB_UPLIFT_LEARNERS": "t_learner,s_learner", "LIFTLAB_UPLIFT_BOOTSTRAP": "30"}
+
 #: Columns that legitimately change between runs (ids and clocks).
 VOLATILE = {"run_id", "computed_at", "decided_at", "checked_at", "loaded_at", "quarantined_at"}
 
@@ -28,7 +32,11 @@ def run(info: db.ConnInfo, instance: dg.DagsterInstance | None = None, **world) 
         "postgres": PostgresResource(database_url=info.url()),
         "world": SyntheticWorldResource(**{**TEST_WORLD, **world}),
     }
-    return run_pipeline(instance or dg.DagsterInstance.ephemeral(), resources, log=lambda *_: None)
+    import os
+    from unittest import mock
+
+    with mock.patch.dict(os.environ, FAST_UPLIFT_ENV):
+        return run_pipeline(instance or dg.DagsterInstance.ephemeral(), resources, log=lambda *_: None)
 
 
 def table_fingerprint(conn: psycopg.Connection, table: str) -> tuple[int, str]:

@@ -17,6 +17,7 @@ import pytest
 
 from liftlab import db
 from tests.conftest import drop_database
+from tests.pipeline_helpers import FAST_UPLIFT_ENV
 
 EXPERIMENTS = ["onboarding_adaptive", "aa_check", "checkout_redesign", "winback_email",
                "ai_assistant_optin", "regional_pricing", "hillstrom"]
@@ -29,6 +30,7 @@ def run_demo(tmp_path: Path, database_url: str | None) -> subprocess.CompletedPr
         DAGSTER_HOME=str(tmp_path / "dagster_home"),
         LIFTLAB_WORLD_USERS="20000",
         LIFTLAB_CHECKOUT_EXPOSURE_LOSS="0.10",
+        **FAST_UPLIFT_ENV,
     )
     if database_url:
         env["DATABASE_URL"] = database_url

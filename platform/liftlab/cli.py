@@ -4,6 +4,7 @@
     liftlab decisions       print the current decision table
     liftlab scorecard [ID]  print the latest estimates (results.v_scorecard)
     liftlab report ID       (re)write an experiment's HTML/Markdown report and print its path
+    liftlab plan ID [--baseline-mean M --sd S]   sample size per arm for the spec's MDE
     liftlab validate [DIR]  validate experiment specs
     liftlab db start|stop|url|env
     liftlab migrate
@@ -103,6 +104,53 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Units per arm for the spec's MDE: from stated baseline figures, or the latest results.power."""
+    import math
+
+    from liftlab.specs import SpecError, load_specs
+    from liftlab.stats.power import sample_size_per_arm
+
+    try:
+        specs = {item.spec.id: item.spec for item in load_specs()}
+    except SpecError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if args.experiment not in specs:
+        print(f"no spec with id {args.experiment!r}; known: {sorted(specs)}", file=sys.stderr)
+        return 1
+    spec = specs[args.experiment]
+    arms = len(spec.variants) - 1
+    alpha = spec.alpha / max(arms, 1)
+    if spec.mde is None:
+        print(f"{spec.id}: the spec sets no mde (smallest relative effect worth detecting)", file=sys.stderr)
+        return 1
+    if args.baseline_mean is not None and args.sd is not None:
+        n = sample_size_per_arm(spec.mde * abs(args.baseline_mean), args.sd, alpha, spec.power)
+        print(f"{spec.id}: {math.ceil(n):,} units per arm to detect a {spec.mde:.1%} change of "
+              f"{spec.primary_metric} (mean {args.baseline_mean:g}, sd {args.sd:g}) at α={alpha:.3g} "
+              f"per arm and power {spec.power:.0%}; {arms + 1} arms → {math.ceil(n) * (arms + 1):,} units")
+        return 0
+    from liftlab import db
+
+    with db.connect(_info()) as conn:
+        frame = db.read_frame(
+            conn,
+            "select variant, method, n_required_per_arm, n_baseline, n_variant, power_at_mde, "
+            "mde_rel_at_current, days_needed from results.power where experiment_id = %s order by variant, method",
+            (spec.id,),
+        )
+    if frame.is_empty():
+        print(f"{spec.id}: no results.power rows yet — run the pipeline, or pass --baseline-mean and --sd", file=sys.stderr)
+        return 1
+    print(f"{spec.id}: primary metric {spec.primary_metric}, MDE {spec.mde:.1%}, power target {spec.power:.0%}")
+    import polars as pl
+
+    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160):
+        print(frame)
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     from liftlab.specs import SpecError, load_specs
 
@@ -188,6 +236,11 @@ def main(argv: list[str] | None = None) -> int:
     report = sub.add_parser("report", help="write an experiment's report and print its path")
     report.add_argument("experiment")
     report.set_defaults(func=cmd_report)
+    plan = sub.add_parser("plan", help="sample size per arm for the spec's MDE")
+    plan.add_argument("experiment")
+    plan.add_argument("--baseline-mean", type=float)
+    plan.add_argument("--sd", type=float)
+    plan.set_defaults(func=cmd_plan)
     validate = sub.add_parser("validate", help="validate experiment specs")
     validate.add_argument("directory", nargs="?")
     validate.set_defaults(func=cmd_validate)

@@ -9,9 +9,13 @@ The rules, in order (each leaves a line in the rule trace):
    ``results.causal_effects`` (cross-fitted AIPW for an opt-in, the imputation DiD estimator
    for a staggered rollout): ``SHIP`` when the CI lies in the good direction, ``ROLLBACK``
    when it lies in the harmful one, ``HOLD`` otherwise or while no causal estimate exists.
-3. **Primary metric** — per non-baseline arm, the effect is significant when its
-   multiplicity-adjusted p-value (Holm across arms) is below α, and it is a *win* when it moves
-   in the metric's good direction, a *loss* otherwise.
+3. **Primary metric** — per non-baseline arm, on the best available estimate (CUPED when the
+   metric has a pre-period covariate, else Welch / the delta method for ratios). Before the
+   spec's ``end_date`` only the always-valid confidence sequence counts (daily looks keep the
+   error rate): a win needs the sequence to exclude 0, else ``KEEP RUNNING``. From
+   ``end_date`` on, the effect is significant when its multiplicity-adjusted p-value (Holm
+   across arms) is below α. A *win* moves in the metric's good direction and, when the spec
+   sets ``practical_threshold``, by at least that relative amount.
 4. **Guardrails** — for each winning arm every guardrail must be non-inferior: the confidence
    bound of the relative effect on the harmful side must stay within the tolerance
    (Schuirmann-style one-sided non-inferiority at the CI's level). A guardrail vetoes: it is
@@ -19,11 +23,14 @@ The rules, in order (each leaves a line in the rule trace):
 5. ``SHIP`` the winning arm with the largest relative primary effect whose guardrails all
    hold; ``HOLD`` when a winner is vetoed by an inconclusive guardrail; ``ROLLBACK`` when a
    guardrail is significantly harmed beyond its tolerance, or when an arm significantly harms
-   the primary metric and none wins; otherwise ``HOLD`` (no significant effect).
+   the primary metric and none wins; ``KEEP RUNNING`` when nothing is significant but the
+   experiment has not reached the power its spec asks for at its MDE (``results.power``);
+   otherwise ``HOLD`` (no significant effect at adequate power).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -103,10 +110,34 @@ def _decide_causal(spec: ExperimentSpec, causal: Sequence[Mapping], trace: list[
     return Decision(spec.id, "HOLD", None, [f"{design} design, causal estimate inconclusive: {text}"], primary, trace)
 
 
+#: Which estimate of a (metric, arm) the rules use, in order of preference.
+METHOD_PREFERENCE = ("cuped", "welch_t", "delta_method", "naive_welch_t")
+
+
+def preferred_estimates(effects: Sequence[Mapping]) -> dict[tuple[str, str], Mapping]:
+    """(metric, variant) → the row of the most precise valid method (CUPED first)."""
+    rank = {m: i for i, m in enumerate(METHOD_PREFERENCE)}
+    chosen: dict[tuple[str, str], Mapping] = {}
+    for row in effects:
+        key = (row["metric"], row["variant"])
+        if key not in chosen or rank.get(row.get("method"), 99) < rank.get(chosen[key].get("method"), 99):
+            chosen[key] = row
+    return chosen
+
+
+def _finite(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
 def decide(
-    spec: ExperimentSpec, gates: Sequence[Mapping], effects: Sequence[Mapping], causal: Sequence[Mapping] = ()
+    spec: ExperimentSpec,
+    gates: Sequence[Mapping],
+    effects: Sequence[Mapping],
+    causal: Sequence[Mapping] = (),
+    power: Sequence[Mapping] = (),
+    today: dt.date | None = None,
 ) -> Decision:
-    """Apply the rules above to one experiment's gate results, effect rows and causal estimates."""
+    """Apply the rules above to one experiment's gate results, effects, causal estimates and power."""
     trace: list[dict] = []
     primary = spec.primary_metric
 
@@ -123,7 +154,9 @@ def decide(
         return _decide_causal(spec, causal, trace)
     trace.append({"rule": "design", "passed": True, "detail": "randomized"})
 
-    by_metric: dict[tuple[str, str], Mapping] = {(e["metric"], e["variant"]): e for e in effects}
+    by_metric = preferred_estimates(effects)
+    today = today or dt.date.today()
+    running = spec.end_date is not None and today <= spec.end_date
     arms = [v.name for v in spec.variants if v.name != spec.baseline]
     missing = [a for a in arms if (primary, a) not in by_metric]
     if missing:
@@ -136,15 +169,21 @@ def decide(
     for arm in arms:
         row = by_metric[(primary, arm)]
         p = _p(row)
-        significant = p < spec.alpha
+        if running and _finite(row.get("cs_low")) and _finite(row.get("cs_high")):
+            # Always-valid: the confidence sequence may be checked at every daily look.
+            significant = row["cs_low"] > 0 or row["cs_high"] < 0
+        else:
+            significant = p < spec.alpha
         good = sign * float(row["abs_effect"]) > 0
+        practical = spec.practical_threshold is None or sign * float(row.get("rel_effect") or 0.0) >= spec.practical_threshold
         trace.append({
-            "rule": "primary", "variant": arm, "metric": primary, "p_value_adj": p,
+            "rule": "primary", "variant": arm, "metric": primary, "method": row.get("method"), "p_value_adj": p,
             "rel_effect": row.get("rel_effect"), "significant": significant, "good_direction": good,
+            "practical": practical, "sequential": running,
         })
-        if significant and good:
+        if significant and good and practical:
             winners.append(arm)
-        elif significant:
+        elif significant and not good:
             losers.append(arm)
 
     vetoes: list[str] = []
@@ -184,8 +223,52 @@ def decide(
             for arm in losers
         ]
         return Decision(spec.id, "ROLLBACK", None, reasons, primary, trace)
-    reasons = [
-        f"no significant effect on {primary}: "
-        + ", ".join(f"{arm} {_fmt_pct(by_metric[(primary, arm)].get('rel_effect'))} (adjusted p={_p(by_metric[(primary, arm)]):.2g})" for arm in arms)
+    summary = ", ".join(
+        f"{arm} {_fmt_pct(by_metric[(primary, arm)].get('rel_effect'))} (adjusted p={_p(by_metric[(primary, arm)]):.2g})"
+        for arm in arms
+    )
+    if running:
+        return Decision(spec.id, "KEEP RUNNING", None, [
+            f"no effect on {primary} is conclusive yet under always-valid inference ({summary}); "
+            f"the experiment runs until {spec.end_date}"], primary, trace)
+    underpowered = [
+        r for r in power
+        if r.get("metric") == primary and _finite(r.get("power_at_mde")) and r["power_at_mde"] < spec.power
     ]
+    if underpowered:
+        worst = min(underpowered, key=lambda r: r["power_at_mde"])
+        days = worst.get("days_needed")
+        more = f"; about {math.ceil(days)} more days at current traffic" if _finite(days) and days > 0 else ""
+        return Decision(spec.id, "KEEP RUNNING", None, [
+            f"no significant effect on {primary} ({summary}), but power at the MDE is only "
+            f"{worst['power_at_mde']:.0%} < {spec.power:.0%}{more}"], primary, trace)
+    reasons = [f"no significant effect on {primary}: {summary}"]
     return Decision(spec.id, "HOLD", None, reasons, primary, trace)
+
+
+def targeting_recommendation(decision: Decision, policies: Sequence[Mapping]) -> Decision:
+    """Add whom to treat to a SHIP decision when an uplift model's policy beats the blanket rollout.
+
+    ``policies`` are the ``results.targeting_policy`` rows of the experiment's best learner. The
+    rule fixed in advance (``break_even``: treat a unit when value × predicted uplift exceeds the
+    cost) is preferred over the best k chosen on the same held-out data; it is recommended only
+    when its profit beats treating everyone with the bootstrap CI of the difference above 0.
+    """
+    if decision.decision != "SHIP" or not policies:
+        return decision
+    rows = [p for p in policies if p.get("arm") == decision.variant] or list(policies)
+    for name in ("break_even", "best_k"):
+        row = next((p for p in rows if p.get("policy") == name), None)
+        if row is None or not _finite(row.get("vs_all_ci_low")) or row["vs_all_ci_low"] <= 0:
+            continue
+        everyone = next((p for p in rows if p.get("policy") == "treat_all"), None)
+        reason = (
+            f"target, don't blanket: treat the {row['k_pct']:.0f} % with the highest predicted uplift "
+            f"({row['learner']}, {name.replace('_', '-')} rule) — profit {row['profit']:,.0f} vs "
+            f"{everyone['profit']:,.0f} for everyone" if everyone else ""
+        ) + f", difference {row['profit_vs_all']:+,.0f} (95 % CI {row['vs_all_ci_low']:+,.0f} to {row['vs_all_ci_high']:+,.0f})"
+        trace = [*decision.rule_trace, {"rule": "targeting", "policy": name, "k_pct": row["k_pct"],
+                                        "profit_vs_all": row["profit_vs_all"], "ci_low": row["vs_all_ci_low"]}]
+        return Decision(decision.experiment_id, decision.decision, decision.variant,
+                        [*decision.reasons, reason], decision.primary_metric, trace)
+    return decision

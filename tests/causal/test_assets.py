@@ -112,8 +112,11 @@ def test_synthetic_control_ranks_treated_region_first(effects):
     diag = json.loads(r["diagnostics"])
     assert diag["treated_unit"] == "DE" and diag["placebo_rank"] == 1
     assert diag["placebo_p_value"] == pytest.approx(1 / diag["placebo_units"])
+    # The solver's weights (unrounded) satisfy the constraints exactly; the stored per-region
+    # weights are rounded to 6 decimals for display.
+    assert diag["weights_min"] >= 0 and diag["weights_sum"] == pytest.approx(1.0, abs=1e-9)
     w = np.array(list(diag["weights"].values()))
-    assert w.min() >= 0 and w.sum() == pytest.approx(1.0, abs=1e-9)
+    assert w.min() >= 0 and w.sum() == pytest.approx(1.0, abs=1e-5)
     assert r["estimate"] > 0
 
 

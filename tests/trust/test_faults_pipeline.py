@@ -151,7 +151,11 @@ def test_aa_calibration_is_stored_with_its_plot(targeted):
         assert within == (low <= fpr <= high)
         assert Path(plot).read_bytes()[:4] == b"\x89PNG"
     aa = [r for r in rows if r[0] == "aa_check"]
-    assert aa and all(r[6] for r in aa), aa  # the A/A experiment's own data: FPR inside the band
+    # The A/A experiment's own data: a correct test lands inside the 2-sigma band ~95 % of the
+    # time per covariate, so one seed may legitimately miss it; 3 sigma (false alarm ~0.3 %)
+    # still catches a miscalibrated test (tests/trust/test_aa_calibration.py shows one at FPR 0).
+    three_sigma = 3 * (0.05 * 0.95 / 1_000) ** 0.5
+    assert aa and all(abs(r[3] - 0.05) <= three_sigma for r in aa), aa
 
 
 @pytest.fixture(scope="module")

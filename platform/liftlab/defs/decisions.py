@@ -7,7 +7,7 @@ import dagster as dg
 import polars as pl
 
 from liftlab.db import read_frame, replace_slice
-from liftlab.decide import decide
+from liftlab.decide import decide, targeting_recommendation
 from liftlab.defs.common import DAILY_FRESHNESS, OWNER, markdown_table
 from liftlab.defs.effects import effects
 from liftlab.defs.gates import srm_gate
@@ -20,6 +20,14 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
     """Decide every experiment in experiments/ from the current gate and effect tables."""
     gates = gate_results(conn)
     effect_rows = read_frame(conn, "select * from results.effects")
+    policy_rows = read_frame(
+        conn,
+        "select p.experiment_id, p.arm, p.metric, p.learner, p.policy, p.k_pct, p.profit, p.profit_vs_all, "
+        "p.vs_all_ci_low, p.vs_all_ci_high from results.targeting_policy p join results.uplift_models m "
+        "on m.experiment_id = p.experiment_id and m.arm = p.arm and m.metric = p.metric and m.learner = p.learner "
+        "where m.is_best and p.policy in ('break_even', 'best_k', 'treat_all')",
+    )
+    power_rows = read_frame(conn, "select experiment_id, metric, variant, power_at_mde, days_needed from results.power")
     causal_rows = read_frame(
         conn, "select study, metric, estimand, estimator, estimate, ci_low, ci_high from results.causal_effects"
     )
@@ -32,7 +40,14 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
         ] if not gates.is_empty() else []
         spec_effects = effect_rows.filter(pl.col("experiment_id") == spec.id).to_dicts() if not effect_rows.is_empty() else []
         spec_causal = causal_rows.filter(pl.col("study") == spec.id).to_dicts() if not causal_rows.is_empty() else []
-        decision = decide(spec, spec_gates, spec_effects, spec_causal)
+        spec_power = power_rows.filter(pl.col("experiment_id") == spec.id).to_dicts() if not power_rows.is_empty() else []
+        decision = decide(spec, spec_gates, spec_effects, spec_causal, spec_power)
+        if not policy_rows.is_empty():
+            primary_outcome = spec.uplift.outcomes[0] if spec.uplift else spec.primary_metric
+            policies = policy_rows.filter(
+                (pl.col("experiment_id") == spec.id) & (pl.col("metric") == primary_outcome)
+            ).to_dicts()
+            decision = targeting_recommendation(decision, policies)
         rows.append(
             {
                 "experiment_id": decision.experiment_id,

@@ -26,5 +26,12 @@ causal_studies_job = dg.define_asset_job(
     description="Causal estimates of the launches that were not randomized (opt-in, regional roll-out).",
 )
 
+uplift_models_job = dg.define_asset_job(
+    "uplift_models",
+    selection=dg.AssetSelection.groups("uplift"),
+    description="Fit the uplift learners for every spec with an uplift block, evaluate them on held-out "
+    "units, and write the targeting policy and the segments.",
+)
+
 #: Unpartitioned study jobs that run after each build, before the decisions.
-STUDY_JOBS = [causal_studies_job]
+STUDY_JOBS = [causal_studies_job, uplift_models_job]

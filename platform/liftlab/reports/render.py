@@ -205,6 +205,8 @@ def to_markdown(data: ReportData, figure_dir: str) -> str:
 
 def write_report(conn: psycopg.Connection, experiment_id: str, out_dir: Path) -> dict[str, Path]:
     """Write ``<id>.html``, ``<id>.md`` and ``<id>/*.png`` under ``out_dir``."""
+    import liftlab.reports.sections  # noqa: F401 - registers the sections fed by other result tables
+
     data = collect(conn, experiment_id)
     out_dir.mkdir(parents=True, exist_ok=True)
     figure_dir = out_dir / experiment_id

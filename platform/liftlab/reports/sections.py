@@ -1,0 +1,78 @@
+"""Report sections fed by the other result tables (statistics, uplift, causal studies).
+
+Each section reads its own table, adds a table and/or figures to the report when the
+experiment has rows there, and does nothing otherwise. Figures drawn by the study assets from
+their result tables (``reports/uplift``, ``reports/causal``) are embedded as they are.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from liftlab import config
+from liftlab.db import read_frame
+from liftlab.reports.render import EXTRA_SECTIONS, Figure, ReportData, _table_exists
+
+#: Causal-study figures per experiment (written by defs/causal.py).
+CAUSAL_FIGURES = {
+    "ai_assistant_optin": ["optin_estimates", "optin_overlap", "optin_balance"],
+    "regional_pricing": ["regional_event_study", "regional_synthetic_control"],
+}
+
+
+def statistics_section(conn: psycopg.Connection, data: ReportData) -> None:
+    """Sequential bounds, Bayesian summary and the CUPED variance reduction of the primary metric."""
+    columns = {r[0] for r in conn.execute(
+        "select column_name from information_schema.columns where table_schema = 'results' and table_name = 'effects'"
+    ).fetchall()}
+    if not {"cs_low", "variance_reduction", "chance_to_win"} <= columns:
+        return
+    frame = read_frame(
+        conn,
+        "select metric, variant, method, abs_effect, cs_low, cs_high, chance_to_win, expected_loss, "
+        "variance_reduction, rho2 from results.effects where experiment_id = %s and metric_role = 'primary' "
+        "order by variant, method",
+        (data.experiment_id,),
+    )
+    if not frame.is_empty():
+        data.extra_tables.append(("Primary metric: always-valid bounds, Bayesian summary, CUPED gain", frame))
+
+
+def uplift_section(conn: psycopg.Connection, data: ReportData) -> None:
+    if not _table_exists(conn, "results.uplift_models"):
+        return
+    best = read_frame(
+        conn,
+        "select arm, metric, learner, qini, qini_ci_low, qini_ci_high, auuc, oracle_share, n_train, n_test "
+        "from results.uplift_models where experiment_id = %s and is_best order by arm, metric",
+        (data.experiment_id,),
+    )
+    if best.is_empty():
+        return
+    data.extra_tables.append(("Uplift: best learner per arm and outcome (held-out)", best))
+    folder = config.reports_dir() / "uplift"
+    for kind in ("qini", "policy"):
+        for path in sorted(folder.glob(f"{kind}_{data.experiment_id}_*.png")):
+            data.figures.append(Figure(path.stem, f"Uplift {kind} curve ({path.stem})", path.read_bytes()))
+
+
+def causal_section(conn: psycopg.Connection, data: ReportData) -> None:
+    if not _table_exists(conn, "results.causal_effects"):
+        return
+    frame = read_frame(
+        conn,
+        "select analysis, metric, estimand, estimator, estimate, ci_low, ci_high, true_effect "
+        "from results.causal_effects where study = %s and estimand in ('ATE', 'ATT') order by 1, 2, 3, 4",
+        (data.experiment_id,),
+    )
+    if frame.is_empty():
+        return
+    data.extra_tables.append(("Causal estimates (not randomized)", frame))
+    folder = config.reports_dir() / "causal"
+    for name in CAUSAL_FIGURES.get(data.experiment_id, []):
+        path = folder / f"{name}.png"
+        if path.exists():
+            data.figures.append(Figure(name, name.replace("_", " "), path.read_bytes()))
+
+
+EXTRA_SECTIONS.extend([statistics_section, uplift_section, causal_section])

@@ -1,0 +1,122 @@
+"""Decision rules on hand-made inputs: every branch, with the reason a product manager reads."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from liftlab.decide import decide, preferred_estimates, targeting_recommendation
+from liftlab.specs import ExperimentSpec
+
+PASS = [{"check": "srm", "status": "PASS", "reason": "ok"}]
+AFTER_END = dt.date(2026, 10, 15)
+
+
+def spec(**changes) -> ExperimentSpec:
+    base = {
+        "id": "exp", "hypothesis": "h", "baseline": "control",
+        "variants": [{"name": "control", "allocation": 0.5}, {"name": "treatment", "allocation": 0.5}],
+        "start_date": "2026-09-01", "end_date": "2026-09-28", "primary_metric": "converted",
+        "guardrails": [{"metric": "support_tickets", "direction": "lower_is_better", "tolerance": 0.05}],
+        "mde": 0.05,
+    }
+    return ExperimentSpec.model_validate({**base, **changes})
+
+
+def effect(metric, rel, low, high, p, method="welch_t", variant="treatment", **extra):
+    return {"metric": metric, "variant": variant, "method": method, "abs_effect": rel, "rel_effect": rel,
+            "rel_ci_low": low, "rel_ci_high": high, "p_value": p, "p_value_adj": p, **extra}
+
+
+WIN = effect("converted", 0.10, 0.05, 0.15, 0.001)
+SAFE_GUARDRAIL = effect("support_tickets", 0.0, -0.02, 0.02, 0.9)
+
+
+def test_a_clean_win_ships():
+    d = decide(spec(), PASS, [WIN, SAFE_GUARDRAIL], today=AFTER_END)
+    assert (d.decision, d.variant) == ("SHIP", "treatment")
+    assert "improves converted" in d.reasons[0]
+
+
+def test_a_failed_gate_halts_whatever_the_effects():
+    gates = [{"check": "srm", "status": "FAIL", "reason": "sample ratio mismatch (p < 0.001)"}]
+    d = decide(spec(), gates, [WIN, SAFE_GUARDRAIL], today=AFTER_END)
+    assert d.decision == "HALTED" and "sample ratio mismatch" in d.reasons[0]
+
+
+def test_guardrail_breach_turns_a_winner_into_rollback_with_the_reason():
+    breach = effect("support_tickets", 0.20, 0.12, 0.28, 0.0001)
+    d = decide(spec(), PASS, [WIN, breach], today=AFTER_END)
+    assert d.decision == "ROLLBACK"
+    assert "support_tickets" in d.reasons[0] and "significantly worse" in d.reasons[0]
+
+
+def test_inconclusive_guardrail_holds_a_winner():
+    unsure = effect("support_tickets", 0.03, -0.01, 0.07, 0.2)
+    d = decide(spec(), PASS, [WIN, unsure], today=AFTER_END)
+    assert d.decision == "HOLD" and "cannot rule out harm" in d.reasons[0]
+
+
+def test_significant_harm_on_the_primary_rolls_back():
+    loss = effect("converted", -0.10, -0.15, -0.05, 0.001)
+    assert decide(spec(), PASS, [loss, SAFE_GUARDRAIL], today=AFTER_END).decision == "ROLLBACK"
+
+
+def test_below_practical_threshold_is_not_a_win():
+    small = effect("converted", 0.02, 0.01, 0.03, 0.001)
+    d = decide(spec(practical_threshold=0.05), PASS, [small, SAFE_GUARDRAIL], today=AFTER_END)
+    assert d.decision == "HOLD"
+
+
+def test_before_the_end_only_the_confidence_sequence_counts():
+    fixed_but_not_sequential = {**WIN, "cs_low": -0.01, "cs_high": 0.2}
+    d = decide(spec(), PASS, [fixed_but_not_sequential, SAFE_GUARDRAIL], today=dt.date(2026, 9, 10))
+    assert d.decision == "KEEP RUNNING"
+    crossed = {**WIN, "cs_low": 0.01, "cs_high": 0.2}
+    assert decide(spec(), PASS, [crossed, SAFE_GUARDRAIL], today=dt.date(2026, 9, 10)).decision == "SHIP"
+
+
+def test_underpowered_null_keeps_running_and_says_how_long():
+    null = effect("converted", 0.01, -0.05, 0.07, 0.6)
+    power = [{"metric": "converted", "variant": "treatment", "power_at_mde": 0.4, "days_needed": 12.2}]
+    d = decide(spec(), PASS, [null, SAFE_GUARDRAIL], power=power, today=AFTER_END)
+    assert d.decision == "KEEP RUNNING" and "13 more days" in d.reasons[0]
+    powered = [{**power[0], "power_at_mde": 0.95}]
+    assert decide(spec(), PASS, [null, SAFE_GUARDRAIL], power=powered, today=AFTER_END).decision == "HOLD"
+
+
+def test_cuped_estimate_is_preferred():
+    rows = [effect("converted", 0.1, 0.0, 0.2, 0.06), effect("converted", 0.1, 0.05, 0.15, 0.001, method="cuped")]
+    assert preferred_estimates(rows)[("converted", "treatment")]["method"] == "cuped"
+
+
+def test_observational_design_is_decided_on_aipw_not_the_naive_difference():
+    s = spec(design="observational", guardrails=[])
+    causal = [
+        {"metric": "converted", "estimator": "naive_difference", "estimand": "ATE", "estimate": 0.3, "ci_low": 0.28, "ci_high": 0.32},
+        {"metric": "converted", "estimator": "aipw_logistic_gbm", "estimand": "ATE", "estimate": 0.01, "ci_low": -0.01, "ci_high": 0.03},
+    ]
+    d = decide(s, PASS, [WIN], causal=causal, today=AFTER_END)
+    assert d.decision == "HOLD" and "aipw_logistic_gbm" in d.reasons[0] and "confounded" in d.reasons[0]
+    assert decide(s, PASS, [WIN], today=AFTER_END).decision == "HOLD"  # no causal estimate yet
+
+
+def test_targeting_recommendation_only_when_it_beats_the_blanket_rollout():
+    shipped = decide(spec(), PASS, [WIN, SAFE_GUARDRAIL], today=AFTER_END)
+    policies = [
+        {"arm": "treatment", "policy": "treat_all", "learner": "x_learner", "k_pct": 100.0, "profit": 2400.0,
+         "profit_vs_all": 0.0, "vs_all_ci_low": 0.0, "vs_all_ci_high": 0.0},
+        {"arm": "treatment", "policy": "break_even", "learner": "x_learner", "k_pct": 54.0, "profit": 12000.0,
+         "profit_vs_all": 9600.0, "vs_all_ci_low": 7900.0, "vs_all_ci_high": 11600.0},
+    ]
+    targeted = targeting_recommendation(shipped, policies)
+    assert targeted.decision == "SHIP" and "treat the 54 %" in targeted.reasons[-1]
+    useless = [{**p, "vs_all_ci_low": -100.0} if p["policy"] == "break_even" else p for p in policies]
+    assert targeting_recommendation(shipped, useless).reasons == shipped.reasons
+
+
+@pytest.mark.parametrize("status", ["WARN", "PASS"])
+def test_warnings_do_not_halt(status):
+    gates = [{"check": "balance", "status": status, "reason": "|SMD| > 0.1"}, *PASS]
+    assert decide(spec(), gates, [WIN, SAFE_GUARDRAIL], today=AFTER_END).decision == "SHIP"
