@@ -21,28 +21,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from .moments import MOMENT_COLUMNS, JointStats
+from .welch import EffectResult
 from .ratio import arm_moments
 
 __all__ = ["StatResult", "cuped_test", "ratio_test"]
 
 
 @dataclass(frozen=True, slots=True)
-class StatResult:
-    baseline_mean: float
-    variant_mean: float
-    abs_effect: float
-    abs_se: float
-    abs_ci_low: float
-    abs_ci_high: float
-    rel_effect: float
-    rel_se: float
-    rel_ci_low: float
-    rel_ci_high: float
-    t_stat: float
-    df: float
-    p_value: float
-    alpha: float
-    method: str
+class StatResult(EffectResult):
+    """An :class:`EffectResult` with the CUPED diagnostics (NaN for tests that have none)."""
+
     theta: float = float("nan")
     variance_reduction: float = float("nan")
     rho2: float = float("nan")
