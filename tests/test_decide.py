@@ -114,6 +114,8 @@ def test_targeting_recommendation_only_when_it_beats_the_blanket_rollout():
     assert targeted.decision == "SHIP" and "treat the 54 %" in targeted.reasons[-1]
     useless = [{**p, "vs_all_ci_low": -100.0} if p["policy"] == "break_even" else p for p in policies]
     assert targeting_recommendation(shipped, useless).reasons == shipped.reasons
+    nobody = [{**p, "k_pct": 0.0} if p["policy"] == "break_even" else p for p in policies]
+    assert targeting_recommendation(shipped, nobody).reasons == shipped.reasons
 
 
 @pytest.mark.parametrize("status", ["WARN", "PASS"])

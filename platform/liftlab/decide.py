@@ -259,8 +259,8 @@ def targeting_recommendation(decision: Decision, policies: Sequence[Mapping]) ->
     rows = [p for p in policies if p.get("arm") == decision.variant] or list(policies)
     for name in ("break_even", "best_k"):
         row = next((p for p in rows if p.get("policy") == name), None)
-        if row is None or not _finite(row.get("vs_all_ci_low")) or row["vs_all_ci_low"] <= 0:
-            continue
+        if row is None or not _finite(row.get("vs_all_ci_low")) or row["vs_all_ci_low"] <= 0 or row["k_pct"] <= 0:
+            continue  # no better than the blanket rollout, or "treat no one" (that is not a SHIP)
         everyone = next((p for p in rows if p.get("policy") == "treat_all"), None)
         reason = (
             f"target, don't blanket: treat the {row['k_pct']:.0f} % with the highest predicted uplift "

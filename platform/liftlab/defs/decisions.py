@@ -43,7 +43,8 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
         spec_power = power_rows.filter(pl.col("experiment_id") == spec.id).to_dicts() if not power_rows.is_empty() else []
         decision = decide(spec, spec_gates, spec_effects, spec_causal, spec_power)
         if not policy_rows.is_empty():
-            primary_outcome = spec.uplift.outcomes[0] if spec.uplift else spec.primary_metric
+            outcomes = spec.uplift.outcomes if spec.uplift else []
+            primary_outcome = spec.primary_metric if spec.primary_metric in outcomes or not outcomes else outcomes[0]
             policies = policy_rows.filter(
                 (pl.col("experiment_id") == spec.id) & (pl.col("metric") == primary_outcome)
             ).to_dicts()
