@@ -55,13 +55,13 @@ def ratio_test(baseline: JointStats, variant: JointStats, alpha: float = 0.05, r
     return _result(res, m0["est"], m1["est"], alpha, "delta_method")
 
 
-def cuped_test(baseline: JointStats, variant: JointStats, alpha: float = 0.05, reference: str = "t") -> StatResult:
-    """CUPED with pooled θ (see module docstring); mean or ratio metric according to ``d``."""
-    from .engine import _two_sample
+def cuped_adjust(m0: dict, m1: dict, pooled: dict):
+    """CUPED with a pooled θ from per-arm moments (vectorised over metrics).
 
-    a0, a1 = _arrays(baseline), _arrays(variant)
-    m0, m1 = arm_moments(a0), arm_moments(a1)
-    pooled = arm_moments({c: a0[c] + a1[c] for c in a0})
+    θ = Σ(ℓ−ℓ̄)(x−x̄) / Σ(x−x̄)² over both arms pooled (Deng, Xu, Kohavi & Walker 2013), so the
+    adjustment is the same in both arms; ρ² is the pooled squared correlation. Returns θ, ρ²,
+    the adjusted arm estimates, their variances and the variance reduction vs the unadjusted.
+    """
     with np.errstate(divide="ignore", invalid="ignore"):
         theta = np.where(pooled["s_xx"] > 0, pooled["s_lx"] / pooled["s_xx"], 0.0)
         rho2 = pooled["s_lx"] ** 2 / (pooled["s_ll"] * pooled["s_xx"])
@@ -71,5 +71,16 @@ def cuped_test(baseline: JointStats, variant: JointStats, alpha: float = 0.05, r
         v0 = np.maximum(m0["s_ll"] - 2 * theta * m0["s_lx"] + theta**2 * m0["s_xx"], 0.0) / m0["n"]
         v1 = np.maximum(m1["s_ll"] - 2 * theta * m1["s_lx"] + theta**2 * m1["s_xx"], 0.0) / m1["n"]
         vr = 1.0 - (v0 + v1) / (m0["var"] + m1["var"])
+    return theta, rho2, e0, e1, v0, v1, vr
+
+
+def cuped_test(baseline: JointStats, variant: JointStats, alpha: float = 0.05, reference: str = "t") -> StatResult:
+    """CUPED with pooled θ (see module docstring); mean or ratio metric according to ``d``."""
+    from .engine import _two_sample
+
+    a0, a1 = _arrays(baseline), _arrays(variant)
+    m0, m1 = arm_moments(a0), arm_moments(a1)
+    pooled = arm_moments({c: a0[c] + a1[c] for c in a0})
+    theta, rho2, e0, e1, v0, v1, vr = cuped_adjust(m0, m1, pooled)
     res = _two_sample(e0, e1, v0, v1, m0["n"], m1["n"], alpha, reference)
     return _result(res, e0, e1, alpha, "cuped", theta=theta, variance_reduction=vr, rho2=rho2)

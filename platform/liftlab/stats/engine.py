@@ -33,6 +33,7 @@ import polars as pl
 from scipy import stats as _st
 
 from .bayes import DEFAULT_PRIOR_SD, bayes_summary
+from .cuped import cuped_adjust
 from .moments import MOMENT_COLUMNS
 from .multiple_testing import benjamini_hochberg, bonferroni_alpha, fcr_alpha, holm
 from .ratio import arm_moments
@@ -173,15 +174,7 @@ def analyze(
     sel = np.array([m in cuped_set for m in metric])
     if sel.any():
         pooled = arm_moments({c: a0[c] + a1[c] for c in _ARM})
-        with np.errstate(divide="ignore", invalid="ignore"):
-            theta = np.where(pooled["s_xx"] > 0, pooled["s_lx"] / pooled["s_xx"], 0.0)
-            rho2 = pooled["s_lx"] ** 2 / (pooled["s_ll"] * pooled["s_xx"])
-            xbar = pooled["mean_x"]
-            e0 = m0["est"] - theta * (m0["mean_x"] - xbar)
-            e1 = m1["est"] - theta * (m1["mean_x"] - xbar)
-            v0 = np.maximum(m0["s_ll"] - 2 * theta * m0["s_lx"] + theta**2 * m0["s_xx"], 0.0) / n0
-            v1 = np.maximum(m1["s_ll"] - 2 * theta * m1["s_lx"] + theta**2 * m1["s_xx"], 0.0) / n1
-            vr = 1.0 - (v0 + v1) / (m0["var"] + m1["var"])
+        theta, rho2, e0, e1, v0, v1, vr = cuped_adjust(m0, m1, pooled)
         res = _two_sample(e0, e1, v0, v1, n0, n1, alpha, reference)
         cup = block(["cuped"] * joined.height, res, {"e0": e0, "e1": e1, "theta": theta, "vr": vr, "rho2": rho2})
         out.append(cup.filter(pl.Series(sel)))
