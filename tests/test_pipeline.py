@@ -115,9 +115,7 @@ def test_hillstrom_matches_published_figures_and_scipy(pipeline, hillstrom_frame
         assert got[metric]["abs_ci_high"] == pytest.approx(ci.high, abs=1e-8)
 
 
-def test_dbt_tests_ran_as_asset_checks(pipeline):
-    import dagster as dg
-
+def test_dbt_tests_and_the_srm_gate_are_asset_checks():
     from liftlab.pipeline import definitions_with
 
     defs = definitions_with()

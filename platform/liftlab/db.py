@@ -15,8 +15,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -177,13 +176,6 @@ def connect(info: ConnInfo, **kwargs) -> psycopg.Connection:
         ) from None
 
 
-def sqlalchemy_engine(info: ConnInfo):
-    """A SQLAlchemy 2 engine on psycopg 3 (for pandas/polars readers and ad-hoc SQL)."""
-    from sqlalchemy import create_engine
-
-    return create_engine(info.url(driver="psycopg"), pool_pre_ping=True)
-
-
 def check_identifier(name: str, what: str = "identifier") -> str:
     """Allow only lower-case snake_case identifiers (specs name tables and columns)."""
     if not isinstance(name, str) or not _IDENT.match(name):
@@ -261,13 +253,3 @@ def read_frame(conn: psycopg.Connection, query: str | sql.Composable, params: Se
 
 
 _JSON_OIDS = {114, 3802}  # json, jsonb
-
-
-@contextmanager
-def session(info: ConnInfo | None = None) -> Iterator[psycopg.Connection]:
-    """A connection to liftlab's database, closed on exit."""
-    conn = connect(info or resolve())
-    try:
-        yield conn
-    finally:
-        conn.close()
