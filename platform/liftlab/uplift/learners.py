@@ -147,6 +147,18 @@ class RLearner:
         return self.model.predict(X)
 
 
+def import_causalml() -> None:
+    """Import causalml's meta-learners, keeping matplotlib's style as it was: causalml calls
+    ``plt.style.use("fivethirtyeight")`` at import, which would restyle every later plot of
+    the process (reports, Dagster metadata)."""
+    import matplotlib
+
+    saved = matplotlib.rcParams.copy()
+    import causalml.inference.meta  # noqa: F401
+
+    matplotlib.rcParams.update(saved)
+
+
 def fit_learner(
     name: str, X: np.ndarray, t: np.ndarray, y: np.ndarray, *, backend: str = "lightgbm", seed: int = 0,
     p: float | None = None,
@@ -164,7 +176,7 @@ def fit_learner(
 
     outcome_kind = "classifier" if binary else "regressor"
     if name != "class_transformation":
-        import causalml.inference.meta  # noqa: F401  (a ~13 s import: not part of the fit time)
+        import_causalml()  # a ~13 s import: not part of the fit time
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
