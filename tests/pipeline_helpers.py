@@ -63,3 +63,18 @@ def table_fingerprint(conn: psycopg.Connection, table: str) -> tuple[int, str]:
 def snapshot(info: db.ConnInfo) -> dict[str, tuple[int, str]]:
     with db.connect(info) as conn:
         return {t: table_fingerprint(conn, t) for t in SNAPSHOT_TABLES}
+
+
+def run_day_partitions(url: str, days: list[str]) -> tuple[float, float]:
+    """Materialize ``results/daily_stats`` one day partition per run (in this process); returns
+    the wall-clock start and end, so a caller running several of these can show they overlapped."""
+    import time
+
+    from liftlab.pipeline import definitions_with
+
+    started = time.time()
+    job = definitions_with({"postgres": PostgresResource(database_url=url)}).resolve_job_def("daily_stats")
+    with dg.DagsterInstance.ephemeral() as instance:
+        for day in days:
+            job.execute_in_process(instance=instance, partition_key=day)
+    return started, time.time()

@@ -8,7 +8,13 @@ import dagster as dg
 import pytest
 
 from liftlab.config import REPO_ROOT
-from liftlab.defs.automation import BUILD_TAG, decide_after_analyses, spec_and_inbox_sensor
+from liftlab.defs.automation import (
+    BUILD_TAG,
+    analyse_after_daily_stats,
+    decide_after_analyses,
+    spec_and_inbox_sensor,
+    stats_after_build,
+)
 
 
 @dg.op
@@ -24,6 +30,18 @@ def fake_build():
 @dg.job(name="analyse_experiment")
 def fake_analysis():
     _noop()
+
+
+@dg.job(name="daily_stats")
+def fake_daily_stats():
+    _noop()
+
+
+def _status_context(instance, result, name):
+    return dg.build_run_status_sensor_context(
+        sensor_name=name, dagster_instance=instance, dagster_run=result.dagster_run,
+        dagster_event=result.get_run_success_event(),
+    )
 
 
 @pytest.fixture()
@@ -59,12 +77,36 @@ def test_spec_sensor_requests_a_build_on_change_and_registers_partitions(workspa
         assert not changed.dynamic_partitions_requests  # no new spec, no new partition
 
 
+def test_a_build_chains_the_daily_stats_range_then_one_analysis_per_partition():
+    from liftlab.defs.jobs import STUDY_JOBS
+    from liftlab.defs.partitions import day_partitions
+
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("experiment", ["a", "b"])
+        build = fake_build.execute_in_process(instance=instance)
+        requests = stats_after_build(_status_context(instance, build, "stats_after_build"))
+        assert sorted(r.job_name for r in requests) == sorted(["daily_stats", *(j.name for j in STUDY_JOBS)])
+        daily = next(r for r in requests if r.job_name == "daily_stats")
+        keys = day_partitions.get_partition_keys()
+        assert (daily.partition_key_range.start, daily.partition_key_range.end) == (keys[0], keys[-1])
+        assert all(r.tags[BUILD_TAG] == build.run_id for r in requests)
+
+        stats = fake_daily_stats.execute_in_process(instance=instance, tags={BUILD_TAG: build.run_id})
+        analyses = analyse_after_daily_stats(_status_context(instance, stats, "analyse_after_daily_stats"))
+        assert sorted(r.partition_key for r in analyses) == ["a", "b"]
+        assert {r.tags[BUILD_TAG] for r in analyses} == {build.run_id}
+
+        untagged = fake_daily_stats.execute_in_process(instance=instance)  # a manual backfill: nothing to chain
+        assert isinstance(analyse_after_daily_stats(_status_context(instance, untagged, "analyse_after_daily_stats")),
+                          dg.SkipReason)
+
+
 def test_decide_waits_for_every_analysis_of_the_latest_build():
     with dg.instance_for_test() as instance:
         from liftlab.defs.jobs import STUDY_JOBS
 
         instance.add_dynamic_partitions("experiment", ["a", "b"])
-        expected = 2 + len(STUDY_JOBS)
+        expected = 2 + len(STUDY_JOBS) + 1  # analyses, studies and the daily_stats run
         assert isinstance(decide_after_analyses(dg.build_sensor_context(instance=instance)), dg.SkipReason)
         build = fake_build.execute_in_process(instance=instance)
         fake_analysis.execute_in_process(instance=instance, tags={BUILD_TAG: build.run_id})
@@ -84,6 +126,6 @@ def test_daily_schedule_and_sensors_are_defined():
 
     defs = definitions_with()
     assert {s.name for s in defs.schedules} == {"daily_build"}
-    assert {"analyse_after_build", "decide_after_analyses", "spec_and_inbox_sensor"} <= {
+    assert {"stats_after_build", "analyse_after_daily_stats", "decide_after_analyses", "spec_and_inbox_sensor"} <= {
         s.name for s in defs.sensors
     }

@@ -54,3 +54,9 @@ def world_seed() -> int:
 def checkout_exposure_loss() -> float:
     """Share of checkout_redesign treatment exposures the world's logging bug drops."""
     return float(os.environ.get("LIFTLAB_CHECKOUT_EXPOSURE_LOSS", "0.03"))
+
+
+def first_day() -> str:
+    """First day of the daily partitions (``LIFTLAB_FIRST_DAY``, ISO date): the earliest exposure
+    date any experiment's cohorts can have. The demo world starts on 2026-09-01."""
+    return os.environ.get("LIFTLAB_FIRST_DAY", "2026-09-01")

@@ -205,6 +205,14 @@ def copy_frame(cur: psycopg.Cursor, table: str, frame: pl.DataFrame, chunk_rows:
     return frame.height
 
 
+@dataclass(frozen=True)
+class Between:
+    """A ``where`` value of :func:`replace_slice` selecting ``low <= column <= high``."""
+
+    low: object
+    high: object
+
+
 def replace_slice(
     conn: psycopg.Connection,
     table: str,
@@ -214,19 +222,27 @@ def replace_slice(
 ) -> int:
     """Replace the rows of ``table`` matching ``where`` (all rows if None) by ``frame``.
 
+    ``where`` maps a column to a value (equality) or to a :class:`Between` (inclusive range).
+
     Runs in one transaction, so concurrent readers see the old or the new slice, and a
     failure leaves the table as it was. An advisory lock on ``lock_key`` (default: the table
     and slice) serialises two writers of the same slice.
     """
     where = dict(where or {})
-    key = lock_key or f"{table}|{sorted(where.items())}"
+    key = lock_key or f"{table}|{sorted(where.items(), key=str)}"
     with conn.transaction(), conn.cursor() as cur:
         cur.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
         if where:
-            cond = sql.SQL(" and ").join(
-                sql.SQL("{} = %s").format(sql.Identifier(check_identifier(c, "column"))) for c in where
-            )
-            cur.execute(sql.SQL("delete from {} where ").format(qualified(table)) + cond, list(where.values()))
+            conds, params = [], []
+            for column, value in where.items():
+                ident = sql.Identifier(check_identifier(column, "column"))
+                if isinstance(value, Between):
+                    conds.append(sql.SQL("{} between %s and %s").format(ident))
+                    params += [value.low, value.high]
+                else:
+                    conds.append(sql.SQL("{} = %s").format(ident))
+                    params.append(value)
+            cur.execute(sql.SQL("delete from {} where ").format(qualified(table)) + sql.SQL(" and ").join(conds), params)
         else:
             cur.execute(sql.SQL("truncate {}").format(qualified(table)))
         return copy_frame(cur, table, frame)
@@ -253,3 +269,33 @@ def read_frame(conn: psycopg.Connection, query: str | sql.Composable, params: Se
 
 
 _JSON_OIDS = {114, 3802}  # json, jsonb
+
+
+def copy_out(
+    conn: psycopg.Connection, query: str | sql.Composable, params: Sequence | None, schema: Mapping[str, pl.DataType]
+) -> pl.DataFrame:
+    """Run a query through ``COPY (…) TO STDOUT`` (CSV) and parse it with polars into ``schema``.
+
+    For large reads (unit-level frames, daily activity): Postgres streams text that polars
+    parses in bulk, instead of one Python tuple per row — about twice as fast as a fetch, and
+    without the tuples' memory. ``schema`` names the query's columns in order; supported types
+    are text, integers, floats and dates (anything else: use :func:`read_frame`). Values are
+    bound client-side (COPY takes no server-side parameters), still as parameters, never spliced.
+    """
+    stmt = sql.SQL("copy ({}) to stdout with (format csv)").format(query if isinstance(query, sql.Composable) else sql.SQL(query))
+    with conn.cursor() as cur, cur.copy(stmt, params) as copy:
+        data = b"".join(copy)
+    if not data:
+        return pl.DataFrame(schema=dict(schema))
+    text = pl.read_csv(data, has_header=False, new_columns=list(schema), infer_schema=False)
+
+    def typed(name: str, dtype: pl.DataType) -> pl.Expr:
+        if dtype == pl.Utf8:
+            return pl.col(name)
+        if dtype == pl.Date:
+            return pl.col(name).str.to_date("%Y-%m-%d")
+        if dtype == pl.Boolean:
+            return pl.col(name) == "t"
+        return pl.col(name).cast(dtype, strict=True)
+
+    return text.select(typed(name, dtype) for name, dtype in schema.items())

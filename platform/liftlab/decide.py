@@ -114,6 +114,12 @@ def _decide_causal(spec: ExperimentSpec, causal: Sequence[Mapping], trace: list[
 METHOD_PREFERENCE = ("cuped", "welch_t", "delta_method", "naive_welch_t")
 
 
+def preferred_method(methods) -> str | None:
+    """The method the rules read among those available (CUPED first), or None."""
+    available = set(methods)
+    return next((m for m in METHOD_PREFERENCE if m in available), None)
+
+
 def preferred_estimates(effects: Sequence[Mapping]) -> dict[tuple[str, str], Mapping]:
     """(metric, variant) → the row of the most precise valid method (CUPED first)."""
     rank = {m: i for i, m in enumerate(METHOD_PREFERENCE)}

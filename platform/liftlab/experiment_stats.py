@@ -10,7 +10,9 @@ The effect assets (``defs/effects.py``) are thin wrappers around these functions
 3. :func:`experiment_effects` — merge the days and run :func:`liftlab.stats.engine.analyze`
    (Welch / delta method, CUPED, confidence sequences, Bayesian summary) and
    :func:`liftlab.stats.engine.adjust` (Holm / BH with adjusted CIs);
-4. :func:`power_table` — sample size for the spec's MDE, power and MDE now, days still needed.
+4. :func:`power_table` — sample size for the spec's MDE, power and MDE now, days still needed;
+5. :func:`daily_look_statistics` / :func:`look_effects` — the statistics and effects as they
+   stood at the end of each day (:mod:`liftlab.stats.looks`), for the cumulative-effect plot.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from liftlab.specs import ExperimentSpec
 from liftlab.stats.moments import MOMENT_COLUMNS, aggregate_joint, merge_joint
 
 __all__ = [
-    "metric_plan", "unit_columns", "winsorize_units", "daily_statistics", "merge_days", "experiment_effects", "power_table",
-    "segment_effects", "EFFECT_COLUMNS", "SEGMENT_DIMENSIONS",
+    "metric_plan", "engine_options", "unit_columns", "winsorize_caps", "winsorize_units", "daily_statistics", "merge_days", "experiment_effects", "power_table",
+    "segment_effects", "daily_look_statistics", "look_effects", "EFFECT_COLUMNS", "LOOK_COLUMNS", "SEGMENT_DIMENSIONS",
 ]
 
 EFFECT_COLUMNS = [
@@ -62,24 +64,40 @@ def _window_scale(spec: ExperimentSpec) -> float:
     return 1.0
 
 
-def winsorize_units(units: pl.DataFrame, spec: ExperimentSpec) -> tuple[pl.DataFrame, dict[str, float]]:
-    """Cap each metric in ``spec.winsorize`` at ``scale × q_p(pre-period)``; its covariate at ``q_p``."""
+def winsorize_caps(units: pl.DataFrame, spec: ExperimentSpec) -> dict[str, float]:
+    """Cap of each metric in ``spec.winsorize``: ``scale × q_p`` of its pre-period values over all
+    units of the experiment (``units`` needs only the pre-period columns).
+
+    Fixed before any outcome is seen, and computed from every unit, so the cohorts of each day
+    are capped alike whether they are aggregated together or one daily partition at a time.
+    """
     from liftlab.stats.winsorize import pre_period_cap
 
-    caps: dict[str, float] = {}
     scale = _window_scale(spec)
-    for metric, pct in spec.winsorize.items():
-        pre = spec.pre_period_column(metric)
-        cap = pre_period_cap(units[pre].to_numpy(), pct, scale)
-        caps[metric] = cap
+    return {
+        metric: pre_period_cap(units[spec.pre_period_column(metric)].to_numpy(), pct, scale)
+        for metric, pct in spec.winsorize.items()
+    }
+
+
+def winsorize_units(
+    units: pl.DataFrame, spec: ExperimentSpec, caps: dict[str, float] | None = None
+) -> tuple[pl.DataFrame, dict[str, float]]:
+    """Cap each metric in ``spec.winsorize`` at its cap (:func:`winsorize_caps`, from ``units``
+    unless given) and its pre-period covariate at ``cap / scale``."""
+    caps = winsorize_caps(units, spec) if caps is None else caps
+    scale = _window_scale(spec)
+    for metric, cap in caps.items():
         if not math.isnan(cap):
+            pre = spec.pre_period_column(metric)
             units = units.with_columns(pl.col(metric).clip(upper_bound=cap), pl.col(pre).clip(upper_bound=cap / scale))
     return units, caps
 
 
-def daily_statistics(units: pl.DataFrame, spec: ExperimentSpec) -> pl.DataFrame:
-    """Joint sufficient statistics per variant × day (exposure date) × metric, after winsorizing."""
-    units, _ = winsorize_units(units, spec)
+def daily_statistics(units: pl.DataFrame, spec: ExperimentSpec, caps: dict[str, float] | None = None) -> pl.DataFrame:
+    """Joint sufficient statistics per variant × day (exposure date) × metric, after winsorizing
+    (``caps`` from :func:`winsorize_caps` when ``units`` holds only some days' cohorts)."""
+    units, _ = winsorize_units(units, spec, caps)
     return aggregate_joint(units, by=["variant", "day"], metrics=metric_plan(spec))
 
 
@@ -88,26 +106,88 @@ def merge_days(daily: pl.DataFrame) -> pl.DataFrame:
     return merge_joint([daily.select("variant", "metric", "n", *MOMENT_COLUMNS)], by=["variant"])
 
 
+def engine_options(spec: ExperimentSpec, metrics: list[str] | None = None) -> dict:
+    """Keyword arguments of :func:`liftlab.stats.engine.analyze` for a spec's metrics: kind (mean or
+    ratio), CUPED where a covariate exists (randomized designs only), good direction, sequential
+    tuning, prior, and the name of the unadjusted method (``naive_welch_t`` when not randomized)."""
+    metrics = list(spec.metric_roles()) if metrics is None else metrics
+    randomized = spec.design == "randomized"
+    plan = metric_plan(spec)
+    return {
+        "baseline": spec.baseline, "alpha": spec.alpha,
+        "kinds": {m: "ratio" if spec.ratio(m) else "mean" for m in metrics},
+        "cuped": [m for m in metrics if plan[m][1] is not None] if (spec.cuped and randomized) else [],
+        "directions": {m: 1 if spec.direction(m) == "higher_is_better" else -1 for m in metrics},
+        "tau": spec.sequential_tuning, "prior_sd": spec.prior_sd,
+        "base_method": None if randomized else "naive_welch_t",
+    }
+
+
 def experiment_effects(daily: pl.DataFrame, spec: ExperimentSpec) -> pl.DataFrame:
     """Effect rows (one per metric × variant × method) with adjusted p values and CIs."""
     from liftlab.stats.engine import adjust, analyze
 
-    merged = merge_days(daily)
-    kinds = {m: "ratio" if spec.ratio(m) else "mean" for m in spec.metric_roles()}
-    randomized = spec.design == "randomized"
-    plan = metric_plan(spec)
-    cuped = [m for m, (_, x, _) in plan.items() if x is not None] if (spec.cuped and randomized) else []
-    directions = {m: 1 if spec.direction(m) == "higher_is_better" else -1 for m in spec.metric_roles()}
-    table = analyze(
-        merged, baseline=spec.baseline, alpha=spec.alpha, kinds=kinds, cuped=cuped, directions=directions,
-        keys=[], tau=spec.sequential_tuning, prior_sd=spec.prior_sd,
-        base_method=None if randomized else "naive_welch_t",
-    )
+    options = engine_options(spec)
+    table = analyze(merge_days(daily), keys=[], **options)
     table = adjust(table, spec.metric_roles(), alpha=spec.alpha)
     return table.with_columns(
         pl.lit(spec.id).alias("experiment_id"),
         pl.lit(spec.alpha).alias("alpha"),
-        pl.col("metric").replace_strict(kinds, default="mean").alias("metric_kind"),
+        pl.col("metric").replace_strict(options["kinds"], default="mean").alias("metric_kind"),
+    )
+
+
+LOOK_COLUMNS = [
+    "experiment_id", "look_date", "metric", "metric_role", "variant", "baseline", "method", "n_baseline", "n_variant",
+    "mean_baseline", "mean_variant", "abs_effect", "abs_se", "abs_ci_low", "abs_ci_high", "rel_effect", "rel_ci_low",
+    "rel_ci_high", "p_value", "cs_low", "cs_high", "rel_cs_low", "rel_cs_high", "run_id",
+]
+
+
+def look_days(spec: ExperimentSpec, units: pl.DataFrame, activity: pl.DataFrame) -> list:
+    """Every day from the start (or first exposure) to the end date (or the last day with data)."""
+    from datetime import timedelta
+
+    if units.is_empty():
+        return []
+    first = spec.start_date or units["day"].min()
+    last = spec.end_date or max(units["day"].max(), activity["day"].max() if not activity.is_empty() else first)
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def daily_look_statistics(
+    units: pl.DataFrame, activity: pl.DataFrame, spec: ExperimentSpec, caps: dict[str, float] | None = None
+) -> pl.DataFrame:
+    """Joint statistics per look day × variant × metric (:func:`liftlab.stats.looks.look_statistics`).
+
+    ``units``: :func:`liftlab.units.analysis_frame` with the metrics' covariate columns;
+    ``activity``: :func:`liftlab.units.activity_frame` with the daily columns of their outcomes.
+    Winsorization as in :func:`daily_statistics` (same caps), so the last look equals it.
+    """
+    from liftlab.stats.looks import look_statistics, running_values
+    from liftlab.units import EVENT_OUTCOME_RULES
+
+    plan = metric_plan(spec)
+    caps = winsorize_caps(units, spec) if caps is None else caps
+    scale = _window_scale(spec)
+    units = units.with_columns(
+        pl.col(spec.pre_period_column(m)).clip(upper_bound=cap / scale) for m, cap in caps.items() if not math.isnan(cap)
+    )
+    outcomes = dict.fromkeys(c for y, _, d in plan.values() for c in (y, d) if c is not None)
+    running = running_values(activity, {o: EVENT_OUTCOME_RULES[o] for o in outcomes})
+    return look_statistics(units, running, plan, look_days(spec, units, activity), caps)
+
+
+def look_effects(stats: pl.DataFrame, spec: ExperimentSpec) -> pl.DataFrame:
+    """Effects per look day (Welch / delta method and CUPED, as :func:`experiment_effects`) with the
+    confidence sequence. Not multiplicity-adjusted across days: the confidence sequence is the
+    interval that stays valid over all looks."""
+    from liftlab.stats.engine import analyze
+
+    table = analyze(stats, keys=["look_date"], **engine_options(spec))
+    return table.with_columns(
+        pl.lit(spec.id).alias("experiment_id"),
+        pl.col("metric").replace_strict(spec.metric_roles(), default="secondary").alias("metric_role"),
     )
 
 
@@ -171,15 +251,7 @@ def segment_effects(units: pl.DataFrame, spec: ExperimentSpec, dimensions=SEGMEN
                         ["segment", "variant"], plan).with_columns(pl.lit(dim).alias("dimension"))
         for dim in dimensions
     ], how="vertical_relaxed").select("dimension", "segment", "variant", "metric", "n", *MOMENT_COLUMNS)
-    randomized = spec.design == "randomized"
-    x = plan[primary][1]
-    table = analyze(
-        stats, baseline=spec.baseline, alpha=spec.alpha, keys=["dimension", "segment"],
-        kinds={primary: "ratio" if spec.ratio(primary) else "mean"},
-        cuped=[primary] if (x is not None and spec.cuped and randomized) else [],
-        directions={primary: 1 if spec.direction(primary) == "higher_is_better" else -1},
-        tau=spec.sequential_tuning, prior_sd=spec.prior_sd, base_method=None if randomized else "naive_welch_t",
-    )
+    table = analyze(stats, keys=["dimension", "segment"], **engine_options(spec, [primary]))
     # one BH family per method: every dimension × segment × arm
     return adjust(table, {primary: "secondary"}, alpha=spec.alpha).with_columns(
         pl.lit(spec.id).alias("experiment_id"), pl.lit("segment").alias("metric_role"))

@@ -1,11 +1,12 @@
 """Running the whole asset graph in order, in-process: what ``make demo`` and the tests do.
 
 1. ``build_data``: specs, synthetic world, user files, dbt (one run).
-2. The study jobs (``causal_studies``, ``uplift_models``): causal estimates for launches that
+2. ``daily_stats``: one run over the range of day partitions (each day's exposure cohorts).
+3. The study jobs (``causal_studies``, ``uplift_models``): causal estimates for launches that
    were not randomized, uplift models and targeting policies.
-3. ``analyse_experiment`` for each experiment partition (one run each). A run whose blocking
+4. ``analyse_experiment`` for each experiment partition (one run each). A run whose blocking
    gate fails is the gate doing its job: the experiment is halted, the others go on.
-4. ``decide``: the decision table and the reports.
+5. ``decide``: the decision table and the reports.
 
 Runs are recorded in the given Dagster instance, so the UI shows them.
 """
@@ -73,6 +74,17 @@ def _execute(job, instance: dg.DagsterInstance, quiet: bool, **kwargs) -> dg.Exe
         return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
 
 
+def day_range_tags(first: str | None = None, last: str | None = None) -> dict[str, str]:
+    """Tags that make one run materialize a range of day partitions (single-run backfill);
+    by default every day from the first partition to today."""
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
+
+    from liftlab.defs.partitions import day_partitions
+
+    keys = day_partitions.get_partition_keys()
+    return {ASSET_PARTITION_RANGE_START_TAG: first or keys[0], ASSET_PARTITION_RANGE_END_TAG: last or keys[-1]}
+
+
 def run_pipeline(
     instance: dg.DagsterInstance,
     resources: Mapping[str, object] | None = None,
@@ -89,6 +101,12 @@ def run_pipeline(
     run_ids["build_data"] = built.run_id
     if not built.success:
         raise PipelineError(f"build_data failed — {_failure_message(built)}")
+
+    log("• daily_stats: sufficient statistics of every day's exposure cohorts …")
+    stats = _execute(defs.resolve_job_def("daily_stats"), instance, quiet, tags=day_range_tags())
+    run_ids["daily_stats"] = stats.run_id
+    if not stats.success:
+        raise PipelineError(f"daily_stats failed — {_failure_message(stats)}")
 
     from liftlab.defs.jobs import STUDY_JOBS
 

@@ -9,13 +9,15 @@ metric. Identifiers are validated and quoted; values are parameters.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import date
 
 import polars as pl
 import psycopg
 from psycopg import sql
 
-from liftlab.db import check_identifier, qualified, read_frame
+from liftlab.db import check_identifier, copy_out, qualified
 from liftlab.specs import ExperimentSpec
+from liftlab.stats.looks import OutcomeRule
 
 
 #: Units of an event-stream experiment, excluding contaminated ones (exposed to more than one
@@ -24,8 +26,16 @@ from liftlab.specs import ExperimentSpec
 _EVENT_UNITS = (
     "select m.user_id::text as unit_id, m.variant, {}{} from marts.fct_unit_metrics m "
     "join marts.fct_exposures e on e.experiment_id = m.experiment_id and e.user_id = m.user_id "
-    "where m.experiment_id = %s and e.n_variants = 1 order by m.user_id"
+    "where m.experiment_id = %s and e.n_variants = 1{} order by m.user_id"
 )
+
+
+def _as_number(spec: ExperimentSpec, column: str, what: str) -> sql.Composable:
+    """A file column in a numeric select list: a declared boolean reads as 0/1."""
+    ident = sql.Identifier(check_identifier(column, what))
+    if spec.source.kind == "file" and spec.source.columns.get(column) == "boolean":
+        return sql.SQL("{}::int as {}").format(ident, ident)
+    return ident
 
 
 def source_table(spec: ExperimentSpec) -> str:
@@ -64,7 +74,7 @@ def unit_frame(conn: psycopg.Connection, spec: ExperimentSpec, metrics: Sequence
             for name, (num, den) in ratios.items()
         )
         return frame.select("unit_id", "variant", *metrics)
-    columns = [sql.Identifier(check_identifier(m, "metric")) for m in metrics]
+    columns = [_as_number(spec, m, "metric") for m in metrics]
     # Ordered, so that float aggregation sees the same order on every run (identical results).
     if spec.source.kind == "file":
         query = sql.SQL("select unit_id, variant, {} from {} order by unit_id").format(
@@ -73,21 +83,24 @@ def unit_frame(conn: psycopg.Connection, spec: ExperimentSpec, metrics: Sequence
         params: tuple = ()
     else:
         query = sql.SQL(_EVENT_UNITS).format(
-            sql.SQL(""), sql.SQL(", ").join(sql.Identifier("m", check_identifier(name, "metric")) for name in metrics)
+            sql.SQL(""), sql.SQL(", ").join(sql.Identifier("m", check_identifier(name, "metric")) for name in metrics),
+            sql.SQL(""),
         )
         params = (spec.id,)
-    frame = read_frame(conn, query, params)
-    if frame.is_empty():
-        return pl.DataFrame(schema={"unit_id": pl.Utf8, "variant": pl.Utf8, **{m: pl.Float64 for m in metrics}})
-    return frame.with_columns([pl.col(m).cast(pl.Float64) for m in metrics])
+    return copy_out(conn, query, params, {"unit_id": pl.Utf8, "variant": pl.Utf8, **{m: pl.Float64 for m in metrics}})
 
 
-def analysis_frame(conn: psycopg.Connection, spec: ExperimentSpec, columns: Sequence[str]) -> pl.DataFrame:
+def analysis_frame(
+    conn: psycopg.Connection, spec: ExperimentSpec, columns: Sequence[str], days: tuple[date, date] | None = None
+) -> pl.DataFrame:
     """``unit_id``, ``variant``, ``day`` (the unit's exposure date; null for a file source) and
     the requested unit-level columns (metrics and pre-period covariates) as Float64, ordered by
-    unit so that float sums are identical on every run."""
+    unit so that float sums are identical on every run.
+
+    ``days`` (first, last), both inclusive, keeps the units exposed on those days only: the
+    cohorts of one daily partition (event-stream experiments; a file source has no days)."""
     columns = list(dict.fromkeys(columns))
-    idents = sql.SQL(", ").join(sql.Identifier(check_identifier(c, "column")) for c in columns)
+    idents = sql.SQL(", ").join(_as_number(spec, c, "column") for c in columns)
     if spec.source.kind == "file":
         query = sql.SQL("select unit_id, variant, null::date as day, {} from {} order by unit_id").format(
             idents, qualified(source_table(spec))
@@ -97,9 +110,36 @@ def analysis_frame(conn: psycopg.Connection, spec: ExperimentSpec, columns: Sequ
         query = sql.SQL(_EVENT_UNITS).format(
             sql.SQL("m.exposure_date as day, "),
             sql.SQL(", ").join(sql.Identifier("m", check_identifier(c, "column")) for c in columns),
+            sql.SQL(" and m.exposure_date between %s and %s") if days else sql.SQL(""),
         )
-        params = (spec.id,)
-    frame = read_frame(conn, query, params)
-    if frame.is_empty():
-        return pl.DataFrame(schema={"unit_id": pl.Utf8, "variant": pl.Utf8, "day": pl.Date, **{c: pl.Float64 for c in columns}})
-    return frame.with_columns(pl.col("day").cast(pl.Date), *[pl.col(c).cast(pl.Float64) for c in columns])
+        params = (spec.id, *days) if days else (spec.id,)
+    return copy_out(conn, query, params, {"unit_id": pl.Utf8, "variant": pl.Utf8, "day": pl.Date, **{c: pl.Float64 for c in columns}})
+
+
+#: How each outcome of ``marts.fct_unit_metrics`` accumulates from ``marts.fct_user_daily`` day by
+#: day — the same definitions as ``dbt_project/models/marts/fct_unit_metrics.sql`` (the tests check
+#: that the last daily look equals the mart). Used for the daily looks.
+EVENT_OUTCOME_RULES: dict[str, OutcomeRule] = {
+    "sessions": OutcomeRule("sessions"),
+    "ai_calls": OutcomeRule("ai_calls"),
+    "tasks_completed": OutcomeRule("tasks_completed"),
+    "support_tickets": OutcomeRule("support_tickets"),
+    "revenue": OutcomeRule("revenue"),
+    "converted": OutcomeRule("upgrades", "any"),
+    "reactivated": OutcomeRule("sessions", "any"),
+    "active_days": OutcomeRule("sessions", "count_days"),
+}
+
+
+def activity_frame(conn: psycopg.Connection, spec: ExperimentSpec, daily_columns: Sequence[str]) -> pl.DataFrame:
+    """``unit_id``, ``day`` and the requested ``marts.fct_user_daily`` columns (Float64) of every
+    analysed unit (as :func:`analysis_frame`: not contaminated) on its active days inside
+    ``[exposure_date, end_date]``, ordered by unit and day."""
+    daily_columns = list(dict.fromkeys(daily_columns))
+    query = sql.SQL(
+        "select d.user_id::text, d.activity_date, {} from marts.fct_exposures e "
+        "join marts.fct_user_daily d on d.user_id = e.user_id and d.activity_date >= e.exposure_date "
+        "and d.activity_date <= coalesce(%s::date, 'infinity'::date) "
+        "where e.experiment_id = %s and e.n_variants = 1 order by d.user_id, d.activity_date"
+    ).format(sql.SQL(", ").join(sql.Identifier("d", check_identifier(c, "column")) for c in daily_columns))
+    return copy_out(conn, query, (spec.end_date, spec.id), {"unit_id": pl.Utf8, "day": pl.Date, **{c: pl.Float64 for c in daily_columns}})

@@ -118,3 +118,82 @@ def test_power_table(info):
 
     se = aa["sd_unit"] * math.sqrt(1 / aa["n_baseline"] + 1 / aa["n_variant"])
     assert aa["power_at_mde"] == pytest.approx(float(power_at(aa["mde_abs"], se, aa["alpha_per_arm"])), rel=1e-9)
+
+
+def test_day_partitions_in_parallel_runs_equal_one_run_over_the_range(info):
+    """Scale-out: each day partition in its own run, two processes at once, writes exactly the
+    rows the pipeline's single run over the whole range wrote (bit-identical sums)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from tests.pipeline_helpers import run_day_partitions, table_fingerprint
+
+    with db.connect(info) as conn:
+        single = table_fingerprint(conn, "results.daily_stats")
+        days = [str(day) for (day,) in conn.execute(
+            "select distinct exposure_date from marts.fct_exposures e join raw.experiment_specs s using (experiment_id) "
+            "where s.source_kind = 'events' order by 1").fetchall()]
+        conn.execute("delete from results.daily_stats where day is not null")
+        conn.commit()
+    assert len(days) >= 7
+    with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
+        spans = list(pool.map(run_day_partitions, [info.url()] * 2, [days[0::2], days[1::2]]))
+    (a0, a1), (b0, b1) = spans
+    assert a0 < b1 and b0 < a1  # the two processes really ran at the same time
+    with db.connect(info) as conn:
+        assert table_fingerprint(conn, "results.daily_stats") == single
+
+
+def test_a_missing_day_partition_fails_the_analysis_with_the_day_named(info):
+    import dagster as dg
+
+    from liftlab.defs.resources import PostgresResource
+    from liftlab.pipeline import definitions_with
+    from tests.pipeline_helpers import run_day_partitions
+
+    with db.connect(info) as conn:
+        conn.execute("delete from results.daily_stats where experiment_id = 'aa_check' and day = '2026-09-03'")
+        conn.commit()
+    defs = definitions_with({"postgres": PostgresResource(database_url=info.url())})
+    with dg.DagsterInstance.ephemeral() as instance:
+        instance.add_dynamic_partitions("experiment", ["aa_check"])
+        result = defs.resolve_job_def("analyse_experiment").execute_in_process(
+            instance=instance, partition_key="aa_check", raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "results.daily_stats does not match the units of 1 exposure day(s): 2026-09-03 (0 of" in message
+    run_day_partitions(info.url(), ["2026-09-03"])  # restore for the other tests
+
+
+def test_daily_looks_grow_day_by_day_and_end_at_the_final_effects(info):
+    looks = _read(info, "select * from results.daily_looks order by experiment_id, metric, variant, method, look_date")
+    effects = _read(info, "select * from results.effects")
+    event_specs = {i for i, s in SPECS.items() if s.source.kind == "events"}
+    analysed = set(effects["experiment_id"])
+    assert set(looks["experiment_id"]) == event_specs & analysed and "hillstrom" not in set(looks["experiment_id"])
+    for (exp, metric, variant, method), part in looks.group_by(["experiment_id", "metric", "variant", "method"]):
+        spec = SPECS[exp]
+        assert part["look_date"].to_list() == sorted(part["look_date"].to_list())
+        assert part["look_date"].min() == spec.start_date and part["look_date"].max() == spec.end_date
+        assert (part["n_variant"].diff().drop_nulls() >= 0).all()  # units only ever join
+        final = effects.filter(pl.col("experiment_id") == exp, pl.col("metric") == metric, pl.col("variant") == variant,
+                               pl.col("method") == method)
+        last = part.filter(pl.col("look_date") == spec.end_date)
+        assert final.height == 1 and last.height == 1, (exp, metric, variant, method)
+        assert last["n_baseline"][0] == final["n_baseline"][0] and last["n_variant"][0] == final["n_variant"][0]
+        for c in ("abs_effect", "abs_se", "cs_low", "cs_high", "rel_effect"):
+            assert last[c][0] == pytest.approx(final[c][0], rel=1e-9, abs=1e-12), (exp, metric, variant, method, c)
+    ok = looks.filter(pl.col("abs_se").is_not_nan())
+    assert ((ok["cs_high"] - ok["cs_low"]) > (ok["abs_ci_high"] - ok["abs_ci_low"])).all()
+
+
+def test_the_last_look_check_fails_when_a_look_disagrees_with_the_effects():
+    from liftlab.defs.effects import _compare_last_look
+
+    last = pl.DataFrame({"metric": ["m"], "variant": ["b"], "method": ["welch_t"], "n_baseline": [10], "n_variant": [11],
+                         "abs_effect": [0.5], "cs_low": [-1.0], "cs_high": [2.0]})
+    assert _compare_last_look(last, last).passed
+    assert not _compare_last_look(last, last.with_columns(pl.col("abs_effect") * (1 + 1e-6))).passed
+    assert not _compare_last_look(last, last.with_columns(pl.col("n_variant") + 1)).passed
+    assert not _compare_last_look(last, last.with_columns(pl.lit("cuped").alias("method"))).passed

@@ -3,10 +3,12 @@
 The daily chain, with no one pressing a button:
 
 1. ``daily_build`` (06:00 UTC) runs ``build_data`` (specs, data, dbt).
-2. ``analyse_after_build`` sees it succeed and requests the study jobs (causal estimates,
-   uplift models) and one ``analyse_experiment`` run per experiment partition, all tagged
-   with the build's run id.
-3. ``decide_after_analyses`` waits until every one of those runs has finished — a run halted
+2. ``stats_after_build`` sees it succeed and requests the study jobs (causal estimates, uplift
+   models) and one ``daily_stats`` run over every day partition (single-run backfill: each
+   day's cohorts in one pass), all tagged with the build's run id.
+3. ``analyse_after_daily_stats`` sees that run succeed and requests one ``analyse_experiment``
+   run per experiment partition, with the same tag.
+4. ``decide_after_analyses`` waits until every one of those runs has finished — a run halted
    by a blocking gate counts as finished — and requests ``decide`` once per build.
 
 ``spec_and_inbox_sensor`` starts the same chain when an experiment spec, a declared data
@@ -23,7 +25,7 @@ from pathlib import Path
 import dagster as dg
 
 from liftlab import config
-from liftlab.defs.jobs import STUDY_JOBS, analyse_experiment_job, build_data_job, decide_job
+from liftlab.defs.jobs import STUDY_JOBS, analyse_experiment_job, build_data_job, daily_stats_job, decide_job
 from liftlab.defs.partitions import experiment_partitions
 
 BUILD_TAG = "liftlab/build_run_id"
@@ -42,20 +44,37 @@ daily_build = dg.ScheduleDefinition(
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[build_data_job],
-    request_jobs=[analyse_experiment_job, *STUDY_JOBS],
+    request_jobs=[daily_stats_job, *STUDY_JOBS],
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a successful build, run the studies and analyse every experiment partition.",
+    description="After a successful build, run the studies and the daily cohort statistics of every day.",
 )
-def analyse_after_build(context: dg.RunStatusSensorContext):
+def stats_after_build(context: dg.RunStatusSensorContext):
+    from liftlab.pipeline import day_range_tags
+
     build_run_id = context.dagster_run.run_id
-    keys = context.instance.get_dynamic_partitions(experiment_partitions.name)
     tags = {BUILD_TAG: build_run_id}
     studies = [dg.RunRequest(run_key=f"{build_run_id}:{job.name}", job_name=job.name, tags=tags) for job in STUDY_JOBS]
-    analyses = [
-        dg.RunRequest(run_key=f"{build_run_id}:{key}", job_name=analyse_experiment_job.name, partition_key=key, tags=tags)
+    daily = dg.RunRequest(run_key=f"{build_run_id}:{daily_stats_job.name}", job_name=daily_stats_job.name,
+                          tags={**tags, **day_range_tags()})
+    return [*studies, daily]
+
+
+@dg.run_status_sensor(
+    run_status=dg.DagsterRunStatus.SUCCESS,
+    monitored_jobs=[daily_stats_job],
+    request_job=analyse_experiment_job,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="After the daily cohort statistics of a build, analyse every experiment partition.",
+)
+def analyse_after_daily_stats(context: dg.RunStatusSensorContext):
+    build_run_id = context.dagster_run.tags.get(BUILD_TAG)
+    if build_run_id is None:
+        return dg.SkipReason("daily_stats run outside the daily chain (no build tag): nothing to chain")
+    keys = context.instance.get_dynamic_partitions(experiment_partitions.name)
+    return [
+        dg.RunRequest(run_key=f"{build_run_id}:{key}", partition_key=key, tags={BUILD_TAG: build_run_id})
         for key in keys
     ]
-    return studies + analyses
 
 
 @dg.sensor(
@@ -73,7 +92,8 @@ def decide_after_analyses(context: dg.SensorEvaluationContext):
     build_run_id = builds[0].run_id
     if context.cursor == build_run_id:
         return dg.SkipReason(f"already decided for build {build_run_id}")
-    expected = len(context.instance.get_dynamic_partitions(experiment_partitions.name)) + len(STUDY_JOBS)
+    # every analysis, every study and the daily_stats run of this build
+    expected = len(context.instance.get_dynamic_partitions(experiment_partitions.name)) + len(STUDY_JOBS) + 1
     runs = context.instance.get_runs(filters=dg.RunsFilter(tags={BUILD_TAG: build_run_id}))
     done = [r for r in runs if r.status in FINISHED]
     if expected == 0 or len(done) < expected:

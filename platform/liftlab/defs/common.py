@@ -10,6 +10,10 @@ from liftlab.specs import LoadedSpec, load_specs
 
 OWNER = "team:experimentation-platform"
 
+#: Steps that read or write Postgres (or files) retry twice, 2 s then 4 s apart: a dropped
+#: connection or a restarting server is survived; a bug still fails after the third attempt.
+io_retry = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
+
 #: Data older than this is stale: the daily chain runs every 24 h, plus slack for a slow day.
 DAILY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=30), warn_window=timedelta(hours=26))
 

@@ -7,12 +7,10 @@ import dagster as dg
 import polars as pl
 
 from liftlab.db import replace_slice
-from liftlab.defs.common import OWNER, markdown_table
+from liftlab.defs.common import OWNER, io_retry, markdown_table
 from liftlab.defs.partitions import experiment_partitions
 from liftlab.defs.resources import PostgresResource, SyntheticWorldResource
 from liftlab.specs import load_specs
-
-io_retry = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 
 @dg.asset(

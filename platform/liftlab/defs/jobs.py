@@ -2,16 +2,24 @@
 
 import dagster as dg
 
-from liftlab.defs.partitions import experiment_partitions
+from liftlab.defs.partitions import day_partitions, experiment_partitions
+
+DAILY_STATS = dg.AssetKey(["results", "daily_stats"])
 
 build_data_job = dg.define_asset_job(
     "build_data",
     selection=dg.AssetSelection.groups("ingest", "transform"),
     description="Load specs, the synthetic world and user files; run dbt (staging, marts, tests).",
 )
+daily_stats_job = dg.define_asset_job(
+    "daily_stats",
+    selection=dg.AssetSelection.assets(DAILY_STATS),
+    partitions_def=day_partitions,
+    description="Sufficient statistics of each day's exposure cohorts (one day per run, or a range in one run).",
+)
 analyse_experiment_job = dg.define_asset_job(
     "analyse_experiment",
-    selection=dg.AssetSelection.groups("gates", "effects"),
+    selection=dg.AssetSelection.groups("gates", "effects") - dg.AssetSelection.assets(DAILY_STATS),
     partitions_def=experiment_partitions,
     description="Gates, then (if they pass) sufficient statistics and effects for one experiment.",
 )

@@ -77,3 +77,66 @@ def arm_means_plot(effects: pl.DataFrame, metric: str, baseline: str) -> bytes:
     ax.set_ylabel(metric)
     ax.set_title(f"{metric}: mean per arm")
     return _png(plt, fig)
+
+
+def cumulative_effect_plot(looks: pl.DataFrame, metric: str, title: str) -> bytes:
+    """Relative effect of ``metric`` per arm as it stood at the end of each day: the estimate,
+    its fixed-horizon 95 % CI (shaded) and the always-valid confidence sequence (dashed) — the
+    band a daily look may stop on. ``looks``: rows of ``results.daily_looks`` of one method."""
+    rows = looks.filter(pl.col("metric") == metric).sort("variant", "look_date")
+    plt, fig, ax = _figure(7.5, 3.6)
+    colours = ["#2166ac", "#b2182b", "#1b7837", "#762a83", "#e08214"]
+    for i, (variant,) in enumerate(rows.select("variant").unique(maintain_order=True).iter_rows()):
+        part = rows.filter(pl.col("variant") == variant)
+        x = part["look_date"].to_list()
+        colour = colours[i % len(colours)]
+        pct = lambda c: (part[c] * 100).to_numpy()  # noqa: E731
+        ax.fill_between(x, pct("rel_ci_low"), pct("rel_ci_high"), color=colour, alpha=0.15, lw=0)
+        ax.plot(x, pct("rel_cs_low"), "--", color=colour, lw=1)
+        ax.plot(x, pct("rel_cs_high"), "--", color=colour, lw=1)
+        ax.plot(x, pct("rel_effect"), "-", color=colour, lw=2, label=f"{variant} (dashed: always-valid bound)")
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_ylabel("relative effect (%)")
+    ax.set_xlabel("end of day (look)")
+    ax.legend(loc="best", fontsize=8)
+    ax.set_title(title, fontsize=10)
+    fig.autofmt_xdate()
+    return _png(plt, fig)
+
+
+def srm_plot(details: dict, title: str) -> bytes:
+    """The SRM gate's evidence: units per arm observed vs expected from the planned allocation,
+    and each arm's share of the units by exposure day next to its planned share (a logging or
+    assignment bug often shows up as a share that is off every day, or from one day on)."""
+    observed, expected = details.get("observed") or {}, details.get("expected") or {}
+    arms = list(expected) or list(observed)
+    days = ((details.get("by_dimension") or {}).get("day") or {}).get("cells") or []
+    plt, fig, ax = _figure(9.0 if days else 5.0, 3.4)
+    if days:
+        fig.clf()
+        ax, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.6]})
+    x = range(len(arms))
+    ax.bar([i - 0.2 for i in x], [observed.get(a, 0) for a in arms], width=0.4, label="observed", color="#2166ac")
+    ax.bar([i + 0.2 for i in x], [expected.get(a, 0) for a in arms], width=0.4, label="expected", color="#bbbbbb")
+    for i, a in enumerate(arms):
+        if expected.get(a):
+            ax.annotate(f"{(observed.get(a, 0) / expected[a] - 1) * 100:+.1f}%", (i - 0.2, observed.get(a, 0)),
+                        ha="center", va="bottom", fontsize=8)
+    ax.set_xticks(list(x), arms, fontsize=8)
+    ax.set_ylabel("units")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.set_title(title, fontsize=10)
+    if days:
+        planned = details.get("planned") or {}
+        levels = [c["level"] for c in days]
+        for a, colour in zip(arms, ["#2166ac", "#b2182b", "#1b7837", "#762a83"], strict=False):
+            shares = [c["observed"].get(a, 0) / max(c["n"], 1) * 100 for c in days]
+            ax2.plot(range(len(levels)), shares, "o-", ms=3, color=colour, label=f"{a} (observed)")
+            if a in planned:
+                ax2.axhline(planned[a] * 100, color=colour, ls="--", lw=1)
+        step = max(1, len(levels) // 7)
+        ax2.set_xticks(range(0, len(levels), step), levels[::step], rotation=30, fontsize=7, ha="right")
+        ax2.set_ylabel("share of the day's units (%)")
+        ax2.set_title("share by exposure day (dashed: planned)", fontsize=10)
+        ax2.legend(fontsize=7, loc="best")
+    return _png(plt, fig)

@@ -38,6 +38,45 @@ def statistics_section(conn: psycopg.Connection, data: ReportData) -> None:
         data.extra_tables.append(("Primary metric: always-valid bounds, Bayesian summary, CUPED gain", frame))
 
 
+def srm_section(conn: psycopg.Connection, data: ReportData) -> None:
+    """Observed vs planned units per arm, and by exposure day, from the SRM gate's record."""
+    from liftlab.reports.plots import srm_plot
+
+    row = conn.execute(
+        "select status, details from gates.check_results where experiment_id = %s and \"check\" = 'srm'",
+        (data.experiment_id,),
+    ).fetchone()
+    if row is None or not (row[1] or {}).get("expected"):
+        return  # not randomized: no planned allocation to compare with
+    status, details = row
+    data.figures.append(Figure(
+        "srm", f"Sample ratio: observed vs planned units per arm (gate {status})",
+        srm_plot(details, f"{data.experiment_id}: units per arm (SRM gate {status})"),
+    ))
+
+
+def looks_section(conn: psycopg.Connection, data: ReportData) -> None:
+    """Cumulative effect of the primary metric by day, with the always-valid bounds."""
+    import polars as pl
+
+    from liftlab.decide import preferred_method
+    from liftlab.reports.plots import cumulative_effect_plot
+
+    primary = data.spec.get("primary_metric")
+    if not primary or not _table_exists(conn, "results.daily_looks"):
+        return
+    looks = read_frame(conn, "select * from results.daily_looks where experiment_id = %s and metric = %s order by look_date",
+                       (data.experiment_id, primary))
+    method = preferred_method(looks["method"]) if not looks.is_empty() else None
+    if method is None:
+        return
+    rows = looks.filter(pl.col("method") == method)
+    data.figures.append(Figure(
+        "cumulative", f"{primary} by day: estimate, 95 % CI (shaded) and always-valid bounds (dashed), {method}",
+        cumulative_effect_plot(rows, primary, f"{data.experiment_id}: {primary} as it stood each day"),
+    ))
+
+
 def uplift_section(conn: psycopg.Connection, data: ReportData) -> None:
     if not _table_exists(conn, "results.uplift_models"):
         return
@@ -75,4 +114,4 @@ def causal_section(conn: psycopg.Connection, data: ReportData) -> None:
             data.figures.append(Figure(name, name.replace("_", " "), path.read_bytes()))
 
 
-EXTRA_SECTIONS.extend([statistics_section, uplift_section, causal_section])
+EXTRA_SECTIONS.extend([srm_section, looks_section, statistics_section, uplift_section, causal_section])
