@@ -191,17 +191,34 @@ def qualified(table: str) -> sql.Composed:
     return sql.Identifier(check_identifier(schema, "schema"), check_identifier(name, "table"))
 
 
-def copy_frame(cur: psycopg.Cursor, table: str, frame: pl.DataFrame, chunk_rows: int = 500_000) -> int:
-    """Append a polars frame to ``table`` with COPY, streamed as CSV chunks (no row inserts)."""
+def copy_frame(cur: psycopg.Cursor, table: str, frame: pl.DataFrame, chunk_rows: int = 250_000) -> int:
+    """Append a polars frame to ``table`` with COPY, streamed as CSV chunks (no row inserts).
+
+    polars serializes the next chunk in a worker thread (it releases the GIL) while this one is
+    sent, so the client's work overlaps the server's parsing instead of adding to it.
+    """
+    if frame.height == 0:
+        return 0
+    from concurrent.futures import ThreadPoolExecutor
+
     columns = [check_identifier(c, "column") for c in frame.columns]
     stmt = sql.SQL("copy {} ({}) from stdin with (format csv, null '')").format(
         qualified(table), sql.SQL(", ").join(map(sql.Identifier, columns))
     )
-    with cur.copy(stmt) as copy:
-        for offset in range(0, frame.height, chunk_rows):
-            buf = io.BytesIO()
-            frame.slice(offset, chunk_rows).write_csv(buf, include_header=False, null_value="")
-            copy.write(buf.getvalue())
+
+    def csv(offset: int) -> bytes:
+        buf = io.BytesIO()
+        frame.slice(offset, chunk_rows).write_csv(buf, include_header=False, null_value="")
+        return buf.getvalue()
+
+    offsets = list(range(0, frame.height, chunk_rows))
+    with ThreadPoolExecutor(1) as pool, cur.copy(stmt) as copy:
+        pending = pool.submit(csv, offsets[0])
+        for following in [*offsets[1:], None]:
+            data = pending.result()
+            if following is not None:
+                pending = pool.submit(csv, following)
+            copy.write(data)
     return frame.height
 
 

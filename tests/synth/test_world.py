@@ -9,7 +9,8 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from liftlab.synth import EXPERIMENTS, FaultConfig, World, WorldConfig, generate_world
+from liftlab.synth import EXPERIMENTS, FaultConfig, World, WorldConfig, WorldStream, generate_world
+from liftlab.synth.world import EVENT_ID_PER_USER_ID
 from liftlab.synth.world import (EVENTS_SCHEMA, EXPOSURES_SCHEMA, TRUTH_EFFECTS_SCHEMA,
                                  TRUTH_REGIONAL_SCHEMA, TRUTH_UNIT_SCHEMA, USERS_SCHEMA)
 from tests.synth.marts import first_exposures
@@ -81,7 +82,7 @@ def test_chunks_are_prefix_stable():
     b = generate_world(WorldConfig(n_users=3_000, chunk_users=1_000, seed=3))
     assert_frame_equal(a.users, b.users.head(2_000))
     ev_b = b.events.filter(pl.col("user_id") <= 2_000)
-    assert_frame_equal(a.events.drop("event_id"), ev_b.drop("event_id"))
+    assert_frame_equal(a.events, ev_b)  # event ids too: they are decided within the user's chunk
 
 
 def test_user_id_offset_and_experiment_suffix(small_config, small_world):
@@ -89,7 +90,7 @@ def test_user_id_offset_and_experiment_suffix(small_config, small_world):
     w = generate_world(cfg)
     assert_frame_equal(w.users.with_columns(pl.col("user_id") - 10_000_000), small_world.users)
     assert_frame_equal(w.events.with_columns(pl.col("user_id") - 10_000_000,
-                                             pl.col("event_id") - 1000 * 10_000_000),
+                                             pl.col("event_id") - EVENT_ID_PER_USER_ID * 10_000_000),
                        small_world.events)
     # concatenated worlds with disjoint user ids keep event_id unique
     assert w.events["event_id"].min() > small_world.events["event_id"].max()
@@ -130,7 +131,12 @@ def test_users(small_world):
 def test_events(small_world):
     ev = small_world.events
     cfg = small_world.config
-    assert ev["event_id"].to_list() == list(range(1, ev.height + 1))
+    # a user's k-th event (in time order) has id user_id × EVENT_ID_PER_USER_ID + k
+    assert ev["event_id"].is_unique().all()
+    assert (ev["event_id"] // EVENT_ID_PER_USER_ID == ev["user_id"]).all()
+    seq = ev.sort("event_id").select((pl.col("event_id") % EVENT_ID_PER_USER_ID).alias("k"), "user_id", "event_ts")
+    assert (seq["k"] == seq.select(pl.int_range(1, pl.len() + 1).over("user_id").alias("k"))["k"]).all()
+    assert seq.select(pl.col("event_ts").is_sorted().over("user_id")).to_series().all()
     assert ev["event_ts"].is_sorted()
     d = ev["event_ts"].dt.date()
     assert d.min() >= cfg.pre_start_date and d.max() <= cfg.end_date
@@ -240,3 +246,21 @@ def test_tiny_world_is_valid():
         assert dict(getattr(w, name).schema) == CONTRACT[name], name
     assert w.truth_effects["true_effect"].null_count() == 0
     assert w.truth_regional["true_effect"].null_count() == 0
+
+
+def test_the_stream_yields_the_rows_of_the_world_chunk_by_chunk(small_config, small_world):
+    """Streaming (what the ingest asset writes) and the in-memory world hold the same rows."""
+    cfg = dataclasses.replace(small_config, faults=FaultConfig(negative_revenue_rows=7, duplicate_day=2))
+    stream = WorldStream(cfg)
+    chunks = list(stream)
+    assert len(chunks) == -(-cfg.n_users // cfg.chunk_users) and [c.index for c in chunks] == list(range(len(chunks)))
+    world = generate_world(cfg)
+    assert_frame_equal(pl.concat([c.events for c in chunks]).sort("event_ts", "event_id", maintain_order=True), world.events)
+    assert_frame_equal(pl.concat([c.users for c in chunks]), world.users)
+    assert_frame_equal(stream.tail().exposures, world.exposures)
+    # the fault's count holds across chunks (a negated payment on the duplicated day appears twice)
+    assert world.events.filter(pl.col("value") < 0)["event_id"].n_unique() == 7
+    for chunk in chunks:  # each chunk is in time order, as it is written
+        assert chunk.events["event_ts"].is_sorted()
+    with pytest.raises(RuntimeError, match="after every chunk"):
+        WorldStream(cfg).tail()

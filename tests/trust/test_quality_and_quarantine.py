@@ -125,3 +125,26 @@ def test_suites_catch_bad_rows_in_database_and_the_gate_halts(trust_db):
         assert "raw/events: event_id_unique failed" in gate.reason and "raw/exposures: variant_in_declared_set" in gate.reason
         # a file-sourced experiment does not read these tables: not halted by them
         assert data_quality_gate(conn, specs["hillstrom"]).status == "PASS"
+
+
+def test_a_stream_of_chunks_keeps_event_ids_unique_across_chunks(trust_db):
+    from liftlab.ingest.loaders import SliceLoad
+
+    def chunk(ids):
+        return pl.DataFrame({"event_id": ids, "user_id": [1] * len(ids), "event_ts": [T0] * len(ids),
+                             "event_type": ["session"] * len(ids), "value": [1.0] * len(ids)},
+                            schema_overrides={"event_id": pl.Int64, "user_id": pl.Int64, "event_ts": pl.Datetime("us", "UTC")})
+
+    with db.connect(trust_db) as conn:
+        with conn.transaction():
+            load = SliceLoad(conn, source="test:stream", table="raw.events", rules=EVENT_RULES,
+                             unique=("event_id", "duplicate event_id"))
+            load.add(chunk([1, 2, 3]))
+            load.add(chunk([10, 11]))      # disjoint range: nothing to check
+            load.add(chunk([3, 12, 2, 12]))  # overlaps the first chunk, and repeats itself
+            report = load.finish()
+        assert (report.received, report.accepted, report.quarantined) == (9, 6, 3)
+        rows = conn.execute("select row_number, reason from raw.quarantine where source = 'test:stream' order by 1").fetchall()
+        assert rows == [(6, "duplicate event_id"), (8, "duplicate event_id"), (9, "duplicate event_id")]
+        ids = [r[0] for r in conn.execute("select event_id from raw.events order by 1").fetchall()]
+        assert ids == [1, 2, 3, 10, 11, 12]

@@ -7,6 +7,6 @@ docs/architecture.md; docs/synthetic_world.md documents every formula.
 
 from .config import FaultConfig, World, WorldConfig
 from .design import EXPERIMENTS
-from .world import generate_world
+from .world import WorldChunk, WorldStream, WorldTail, generate_world
 
-__all__ = ["EXPERIMENTS", "FaultConfig", "World", "WorldConfig", "generate_world"]
+__all__ = ["EXPERIMENTS", "FaultConfig", "World", "WorldChunk", "WorldConfig", "WorldStream", "WorldTail", "generate_world"]

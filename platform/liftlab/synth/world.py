@@ -19,6 +19,8 @@ their realised arms.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -34,10 +36,11 @@ from .truth import expected_daily_revenue, expected_metrics
 
 _EPOCH = datetime.date(1970, 1, 1)
 
-# event_id = EVENT_ID_PER_USER_ID * user_id_offset + (1..N): 1..N for offset 0, and
-# disjoint across worlds with disjoint user-id ranges (a world has far fewer than
-# 1000 events per user), so concatenated worlds keep event_id unique.
-EVENT_ID_PER_USER_ID = 1000
+# event_id = EVENT_ID_PER_USER_ID * user_id + k, k = 1, 2, … the user's events in time order:
+# unique, decided inside the user's chunk (so chunks can be written as they are generated), and
+# disjoint across worlds with disjoint user ids. A user with EVENT_ID_PER_USER_ID events or more
+# would collide with the next user: generation refuses it (the busiest of 1.6M users has ~3,000).
+EVENT_ID_PER_USER_ID = 100_000
 
 # per-unit truth exported to truth_unit_effects: experiment -> metrics
 UNIT_TRUTH_METRICS = {
@@ -250,36 +253,37 @@ def _users_frame(pop: Population, cfg: WorldConfig) -> pl.DataFrame:
     ])
 
 
-def _events_frame(parts: list[dict[str, np.ndarray]], cal: Calendar, cfg: WorldConfig,
-                  rng: np.random.Generator) -> pl.DataFrame:
-    ev = pl.DataFrame({
-        "user_id": np.concatenate([p["user_id"] for p in parts]),
-        "ts_us": np.concatenate([p["ts_us"] for p in parts]),
-        "etype": np.concatenate([p["etype"] for p in parts]),
-        "value": np.concatenate([p["value"] for p in parts]),
-    })
-    # chronological order; ties broken by user and type, then generation order
-    ev = ev.sort("ts_us", "user_id", "etype", maintain_order=True)
+def _events_frame(part: dict[str, np.ndarray], cal: Calendar, cfg: WorldConfig, rng: np.random.Generator,
+                  negate: int) -> tuple[pl.DataFrame, int]:
+    """One chunk's events in time order, with their ids and the event faults of the chunk:
+    ``negate`` payment amounts negated, and every event of ``faults.duplicate_day`` delivered
+    twice (same event_id)."""
+    ev = pl.DataFrame({"user_id": part["user_id"], "ts_us": part["ts_us"], "etype": part["etype"], "value": part["value"]})
+    # each user's events in time order (ties: type, then generation order) number k = 1, 2, …
+    ev = ev.sort("user_id", "ts_us", "etype", maintain_order=True)
+    ev = ev.with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int64).over("user_id").alias("seq"))
+    if ev.height and ev["seq"].max() >= EVENT_ID_PER_USER_ID:
+        raise ValueError(f"a user has {ev['seq'].max()} events: event ids allow fewer than {EVENT_ID_PER_USER_ID}")
+    ev = ev.with_columns((pl.col("user_id").cast(pl.Int64) * EVENT_ID_PER_USER_ID + pl.col("seq")).alias("event_id"))
+    ev = ev.sort("ts_us", "event_id")
     n = ev.height
     value = ev["value"].to_numpy().copy()
-    faults: FaultConfig = cfg.faults
     # fault draws happen whatever the settings (fixed sizes), see FaultConfig
     pay_idx = np.flatnonzero(ev["etype"].to_numpy() == PAYMENT)
     order = rng.permutation(len(pay_idx))
-    k = min(faults.negative_revenue_rows, len(pay_idx))
-    value[pay_idx[order[:k]]] *= -1.0
-    first_id = EVENT_ID_PER_USER_ID * cfg.user_id_offset + 1
-    ev = ev.with_columns(pl.Series("value", value).fill_nan(None),
-                         pl.Series("event_id", np.arange(first_id, first_id + n, dtype=np.int64)))
+    negated = min(negate, len(pay_idx))
+    value[pay_idx[order[:negated]]] *= -1.0
+    ev = ev.with_columns(pl.Series("value", value).fill_nan(None))
+    faults: FaultConfig = cfg.faults
     if faults.duplicate_day is not None:
         lo = cal.day_start_us[cal.pre_days + faults.duplicate_day]
         ts = ev["ts_us"].to_numpy()
         dup = np.flatnonzero((ts >= lo) & (ts < lo + US_PER_DAY))
         ev = ev[np.sort(np.concatenate([np.arange(n), dup]), kind="stable")]
     return pl.DataFrame([
-        ev["event_id"], ev["user_id"], _ts(ev["ts_us"].to_numpy(), "event_ts"),
+        ev["event_id"], ev["user_id"].cast(pl.Int64), _ts(ev["ts_us"].to_numpy(), "event_ts"),
         _labels(EVENT_TYPES, ev["etype"].to_numpy(), "event_type"), ev["value"],
-    ])
+    ]), negated
 
 
 def _exposures_frame(parts: list[dict[str, np.ndarray]], cal: Calendar, cfg: WorldConfig,
@@ -302,42 +306,85 @@ def _exposures_frame(parts: list[dict[str, np.ndarray]], cal: Calendar, cfg: Wor
     ])
 
 
-def generate_world(config: WorldConfig = WorldConfig()) -> World:
-    """Generate a synthetic SaaS world (users, events, exposures, truth).
+@dataclass(frozen=True)
+class WorldChunk:
+    """The users of one chunk and their events (in time order)."""
 
-    Deterministic for a config: same config -> identical frames.  Memory is
-    bounded by ``chunk_users`` (about 0.5 GB of working arrays per 50k-user
-    chunk) plus the output frames.
+    index: int
+    users: pl.DataFrame
+    events: pl.DataFrame
+
+
+@dataclass(frozen=True)
+class WorldTail:
+    """What is complete only after the last chunk: exposures and the ground truth."""
+
+    exposures: pl.DataFrame
+    truth_effects: pl.DataFrame
+    truth_unit_effects: pl.DataFrame
+    truth_regional: pl.DataFrame
+
+
+class WorldStream:
+    """The world chunk by chunk, so that it can be written as it is generated.
+
+    Iterating yields one :class:`WorldChunk` per ``chunk_users`` users; afterwards :meth:`tail`
+    returns the exposures and the truth. Memory is bounded by one chunk's working arrays (about
+    0.5 GB per 50k users) plus the exposures and the truth accumulators, whatever ``n_users`` is.
     """
-    cfg = config
-    cal = make_calendar(cfg)
-    W = cfg.experiment_days
-    R = region_day_factors(_rng(cfg.seed, 0), cal)
-    acc = _TruthAccumulator(cal)
-    users, events, exposures = [], [], []
-    for k, first in enumerate(range(0, cfg.n_users, cfg.chunk_users)):  # loop over chunks
-        n = min(cfg.chunk_users, cfg.n_users - first)
-        pop = draw_population(_rng(cfg.seed, 1, k), n, first, cfg.user_id_offset, cfg.pre_days)
-        base = base_rates(pop, cal, R)
-        asgs = assign(pop, _rng(cfg.seed, 2, k), cal)
-        real_f = {e: factors(a, a.arm, W) for e, a in asgs.items()}
-        realized = base.rates
-        for e, fd in real_f.items():  # loop over experiments
-            rows = asgs[e].rows
-            for c, f in fd.items():
-                block = realized[c][rows, cal.pre_days:]
-                realized[c][rows, cal.pre_days:] = block * f
-        events.append(sample_events(_rng(cfg.seed, 3, k), pop, cal, realized, base.billing))
-        exposures.append(exposure_rows(_rng(cfg.seed, 4, k), _rng(cfg.seed, 5, k), pop, cal, asgs,
-                                       cfg.faults))
-        acc.add_chunk(pop, asgs, real_f, realized, base.billing, base.conv_price)
-        users.append(_users_frame(pop, cfg))
-        del base, realized, real_f
-    fault_rng = _rng(cfg.seed, 6)
-    events_df = _events_frame(events, cal, cfg, fault_rng)
-    del events
-    exposures_df = _exposures_frame(exposures, cal, cfg, fault_rng)
-    truth_effects, truth_units, truth_regional = acc.frames(cfg)
-    return World(config=cfg, users=pl.concat(users), events=events_df, exposures=exposures_df,
-                 truth_effects=truth_effects, truth_unit_effects=truth_units,
-                 truth_regional=truth_regional)
+
+    def __init__(self, config: WorldConfig = WorldConfig()):
+        self.config = config
+        self._tail: WorldTail | None = None
+
+    def __iter__(self) -> Iterator[WorldChunk]:
+        cfg = self.config
+        cal = make_calendar(cfg)
+        W = cfg.experiment_days
+        R = region_day_factors(_rng(cfg.seed, 0), cal)
+        acc = _TruthAccumulator(cal)
+        exposures = []
+        negate_left = cfg.faults.negative_revenue_rows
+        for k, first in enumerate(range(0, cfg.n_users, cfg.chunk_users)):  # loop over chunks
+            n = min(cfg.chunk_users, cfg.n_users - first)
+            pop = draw_population(_rng(cfg.seed, 1, k), n, first, cfg.user_id_offset, cfg.pre_days)
+            base = base_rates(pop, cal, R)
+            asgs = assign(pop, _rng(cfg.seed, 2, k), cal)
+            real_f = {e: factors(a, a.arm, W) for e, a in asgs.items()}
+            realized = base.rates
+            for e, fd in real_f.items():  # loop over experiments
+                rows = asgs[e].rows
+                for c, f in fd.items():
+                    block = realized[c][rows, cal.pre_days:]
+                    realized[c][rows, cal.pre_days:] = block * f
+            sampled = sample_events(_rng(cfg.seed, 3, k), pop, cal, realized, base.billing)
+            exposures.append(exposure_rows(_rng(cfg.seed, 4, k), _rng(cfg.seed, 5, k), pop, cal, asgs, cfg.faults))
+            acc.add_chunk(pop, asgs, real_f, realized, base.billing, base.conv_price)
+            events, negated = _events_frame(sampled, cal, cfg, _rng(cfg.seed, 6, k), negate_left)
+            negate_left -= negated
+            del base, realized, real_f, sampled
+            yield WorldChunk(k, _users_frame(pop, cfg), events)
+        exposures_df = _exposures_frame(exposures, cal, cfg, _rng(cfg.seed, 7))
+        truth_effects, truth_units, truth_regional = acc.frames(cfg)
+        self._tail = WorldTail(exposures_df, truth_effects, truth_units, truth_regional)
+
+    def tail(self) -> WorldTail:
+        if self._tail is None:
+            raise RuntimeError("WorldStream.tail() is known only after every chunk was consumed")
+        return self._tail
+
+
+def generate_world(config: WorldConfig = WorldConfig()) -> World:
+    """Generate a synthetic SaaS world (users, events, exposures, truth) in memory.
+
+    Deterministic for a config: same config -> identical frames; the same rows as
+    :class:`WorldStream` yields, with the events of all chunks in time order. For worlds too
+    large for memory, stream the chunks instead.
+    """
+    stream = WorldStream(config)
+    chunks = list(stream)
+    tail = stream.tail()
+    events = pl.concat([c.events for c in chunks]).sort("event_ts", "event_id", maintain_order=True)
+    return World(config=config, users=pl.concat([c.users for c in chunks]), events=events,
+                 exposures=tail.exposures, truth_effects=tail.truth_effects,
+                 truth_unit_effects=tail.truth_unit_effects, truth_regional=tail.truth_regional)
