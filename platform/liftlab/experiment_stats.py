@@ -144,38 +144,39 @@ LOOK_COLUMNS = [
 ]
 
 
-def look_days(spec: ExperimentSpec, units: pl.DataFrame, activity: pl.DataFrame) -> list:
+def look_days(spec: ExperimentSpec, first_exposure, last_activity) -> list:
     """Every day from the start (or first exposure) to the end date (or the last day with data)."""
     from datetime import timedelta
 
-    if units.is_empty():
+    first = spec.start_date or first_exposure
+    last = spec.end_date or last_activity or first
+    if first is None:
         return []
-    first = spec.start_date or units["day"].min()
-    last = spec.end_date or max(units["day"].max(), activity["day"].max() if not activity.is_empty() else first)
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def daily_look_statistics(
-    units: pl.DataFrame, activity: pl.DataFrame, spec: ExperimentSpec, caps: dict[str, float] | None = None
-) -> pl.DataFrame:
-    """Joint statistics per look day × variant × metric (:func:`liftlab.stats.looks.look_statistics`).
+def daily_look_statistics(batches, spec: ExperimentSpec, arms: list[str], days: list, caps: dict[str, float]) -> pl.DataFrame:
+    """Joint statistics per look day × variant × metric (:mod:`liftlab.stats.looks`).
 
-    ``units``: :func:`liftlab.units.analysis_frame` with the metrics' covariate columns;
-    ``activity``: :func:`liftlab.units.activity_frame` with the daily columns of their outcomes.
-    Winsorization as in :func:`daily_statistics` (same caps), so the last look equals it.
+    ``batches`` yields disjoint ``(units, activity)`` pairs — :func:`liftlab.units.analysis_frame`
+    rows with the metrics' covariates and their :func:`liftlab.units.activity_frame` rows — so
+    memory is one batch. Winsorization as in :func:`daily_statistics` (same ``caps``), so the
+    last look equals it.
     """
-    from liftlab.stats.looks import look_statistics, running_values
+    from liftlab.stats.looks import add_sums, cumulate_looks, look_sums, running_values
     from liftlab.units import EVENT_OUTCOME_RULES
 
     plan = metric_plan(spec)
-    caps = winsorize_caps(units, spec) if caps is None else caps
     scale = _window_scale(spec)
-    units = units.with_columns(
-        pl.col(spec.pre_period_column(m)).clip(upper_bound=cap / scale) for m, cap in caps.items() if not math.isnan(cap)
-    )
     outcomes = dict.fromkeys(c for y, _, d in plan.values() for c in (y, d) if c is not None)
-    running = running_values(activity, {o: EVENT_OUTCOME_RULES[o] for o in outcomes})
-    return look_statistics(units, running, plan, look_days(spec, units, activity), caps)
+    rules = {o: EVENT_OUTCOME_RULES[o] for o in outcomes}
+    sums: dict = {}
+    for units, activity in batches:
+        units = units.with_columns(
+            pl.col(spec.pre_period_column(m)).clip(upper_bound=cap / scale) for m, cap in caps.items() if not math.isnan(cap)
+        )
+        sums = add_sums(sums, look_sums(units, running_values(activity, rules), plan, arms, days, caps))
+    return cumulate_looks(sums, arms, days)
 
 
 def look_effects(stats: pl.DataFrame, spec: ExperimentSpec) -> pl.DataFrame:

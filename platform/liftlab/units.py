@@ -26,7 +26,7 @@ from liftlab.stats.looks import OutcomeRule
 _EVENT_UNITS = (
     "select m.user_id::text as unit_id, m.variant, {}{} from marts.fct_unit_metrics m "
     "join marts.fct_exposures e on e.experiment_id = m.experiment_id and e.user_id = m.user_id "
-    "where m.experiment_id = %s and e.n_variants = 1{} order by m.user_id"
+    "where m.experiment_id = %s and e.n_variants = 1{} order by {}"
 )
 
 
@@ -84,7 +84,7 @@ def unit_frame(conn: psycopg.Connection, spec: ExperimentSpec, metrics: Sequence
     else:
         query = sql.SQL(_EVENT_UNITS).format(
             sql.SQL(""), sql.SQL(", ").join(sql.Identifier("m", check_identifier(name, "metric")) for name in metrics),
-            sql.SQL(""),
+            sql.SQL(""), sql.SQL("m.user_id"),
         )
         params = (spec.id,)
     return copy_out(conn, query, params, {"unit_id": pl.Utf8, "variant": pl.Utf8, **{m: pl.Float64 for m in metrics}})
@@ -94,15 +94,17 @@ def analysis_frame(
     conn: psycopg.Connection, spec: ExperimentSpec, columns: Sequence[str], days: tuple[date, date] | None = None
 ) -> pl.DataFrame:
     """``unit_id``, ``variant``, ``day`` (the unit's exposure date; null for a file source) and
-    the requested unit-level columns (metrics and pre-period covariates) as Float64, ordered by
-    unit so that float sums are identical on every run.
+    the requested unit-level columns (metrics and pre-period covariates) as Float64, sorted by
+    variant (byte order) and day with the units in order within each group — the order in which
+    :func:`liftlab.stats.moments.aggregate_joint` sums them, so reruns give the same bits.
 
     ``days`` (first, last), both inclusive, keeps the units exposed on those days only: the
     cohorts of one daily partition (event-stream experiments; a file source has no days)."""
     columns = list(dict.fromkeys(columns))
     idents = sql.SQL(", ").join(_as_number(spec, c, "column") for c in columns)
     if spec.source.kind == "file":
-        query = sql.SQL("select unit_id, variant, null::date as day, {} from {} order by unit_id").format(
+        # grouped by variant (the aggregation's keys), units in order within: see aggregate_joint
+        query = sql.SQL('select unit_id, variant, null::date as day, {} from {} order by variant collate "C", unit_id').format(
             idents, qualified(source_table(spec))
         )
         params: tuple = ()
@@ -111,6 +113,8 @@ def analysis_frame(
             sql.SQL("m.exposure_date as day, "),
             sql.SQL(", ").join(sql.Identifier("m", check_identifier(c, "column")) for c in columns),
             sql.SQL(" and m.exposure_date between %s and %s") if days else sql.SQL(""),
+            # grouped by the aggregation's keys (variant, day), units in order within each group
+            sql.SQL('m.variant collate "C", m.exposure_date, m.user_id'),
         )
         params = (spec.id, *days) if days else (spec.id,)
     return copy_out(conn, query, params, {"unit_id": pl.Utf8, "variant": pl.Utf8, "day": pl.Date, **{c: pl.Float64 for c in columns}})
@@ -131,15 +135,20 @@ EVENT_OUTCOME_RULES: dict[str, OutcomeRule] = {
 }
 
 
-def activity_frame(conn: psycopg.Connection, spec: ExperimentSpec, daily_columns: Sequence[str]) -> pl.DataFrame:
+def activity_frame(
+    conn: psycopg.Connection, spec: ExperimentSpec, daily_columns: Sequence[str], users: tuple[int, int] | None = None
+) -> pl.DataFrame:
     """``unit_id``, ``day`` and the requested ``marts.fct_user_daily`` columns (Float64) of every
     analysed unit (as :func:`analysis_frame`: not contaminated) on its active days inside
-    ``[exposure_date, end_date]``, ordered by unit and day."""
+    ``[exposure_date, end_date]``, ordered by unit and day; ``users`` (first, last) keeps a range
+    of user ids (a batch)."""
     daily_columns = list(dict.fromkeys(daily_columns))
     query = sql.SQL(
         "select d.user_id::text, d.activity_date, {} from marts.fct_exposures e "
         "join marts.fct_user_daily d on d.user_id = e.user_id and d.activity_date >= e.exposure_date "
         "and d.activity_date <= coalesce(%s::date, 'infinity'::date) "
-        "where e.experiment_id = %s and e.n_variants = 1 order by d.user_id, d.activity_date"
-    ).format(sql.SQL(", ").join(sql.Identifier("d", check_identifier(c, "column")) for c in daily_columns))
-    return copy_out(conn, query, (spec.end_date, spec.id), {"unit_id": pl.Utf8, "day": pl.Date, **{c: pl.Float64 for c in daily_columns}})
+        "where e.experiment_id = %s and e.n_variants = 1{} order by d.user_id, d.activity_date"
+    ).format(sql.SQL(", ").join(sql.Identifier("d", check_identifier(c, "column")) for c in daily_columns),
+             sql.SQL(" and e.user_id between %s and %s") if users else sql.SQL(""))
+    params = (spec.end_date, spec.id, *(users or ()))
+    return copy_out(conn, query, params, {"unit_id": pl.Utf8, "day": pl.Date, **{c: pl.Float64 for c in daily_columns}})

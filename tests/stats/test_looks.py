@@ -91,3 +91,20 @@ def test_the_result_does_not_depend_on_the_row_order():
 def test_unknown_outcome_kind_is_refused():
     with pytest.raises(ValueError, match="unknown outcome kind"):
         OutcomeRule("x", "median")
+
+
+def test_batches_of_units_add_up_to_the_whole():
+    from liftlab.stats.looks import add_sums, cumulate_looks, look_sums
+
+    units, activity = _world(11)
+    look_days = [START + dt.timedelta(days=i) for i in range(10)]
+    arms = sorted(units["variant"].unique().to_list())
+    whole = look_statistics(units, running_values(activity, RULES), PLAN, look_days)
+    sums = {}
+    for part in units.sort("unit_id").iter_slices(97):
+        mine = activity.join(part.select("unit_id"), on="unit_id", how="semi")
+        sums = add_sums(sums, look_sums(part, running_values(mine, RULES), PLAN, arms, look_days))
+    batched = cumulate_looks(sums, arms, look_days)
+    assert batched["n"].to_list() == whole["n"].to_list()
+    for column in MOMENT_COLUMNS:
+        np.testing.assert_allclose(batched[column].to_numpy(), whole[column].to_numpy(), rtol=1e-12, atol=1e-9)

@@ -15,6 +15,8 @@ from liftlab.defs.resources import PostgresResource
 
 STATS_COLUMNS = ["experiment_id", "variant", "metric", "n", "sum", "sum_sq"]
 MOMENTS = ["sum", "sum_sq", "sum_x", "sum_x_sq", "sum_xy", "sum_d", "sum_d_sq", "sum_yd", "sum_xd"]
+#: Units per batch of the daily looks (their activity rows are read and reduced a batch at a time).
+LOOK_BATCH_UNITS = 200_000
 DAILY_COLUMNS = ["experiment_id", "variant", "metric", "day", "n", *MOMENTS, "run_id"]
 
 
@@ -234,25 +236,39 @@ def power(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.M
 )
 def daily_looks(context: dg.AssetExecutionContext, postgres: PostgresResource):
     from liftlab.decide import preferred_method
-    from liftlab.experiment_stats import LOOK_COLUMNS, daily_look_statistics, look_effects, metric_plan
+    from liftlab.experiment_stats import (
+        LOOK_COLUMNS, daily_look_statistics, look_days, look_effects, metric_plan, winsorize_caps,
+    )
     from liftlab.reports.plots import cumulative_effect_plot, data_uri
     from liftlab.units import EVENT_OUTCOME_RULES, activity_frame, analysis_frame
 
     spec = spec_for_partition(context.partition_key).spec
     with postgres.connect() as conn:
-        if spec.source.kind != "events":
-            conn.execute("delete from results.daily_looks where experiment_id = %s", (spec.id,))
-            yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "a file source has no exposure days: no daily looks"})
-            yield dg.AssetCheckResult(check_name="last_look_equals_final_effects", passed=True,
-                                      description="not applicable: no daily looks for a file source")
-            return
         plan = metric_plan(spec)
-        covariates = [x for _, x, _ in plan.values() if x is not None]
-        units = analysis_frame(conn, spec, covariates)
+        units = (analysis_frame(conn, spec, [x for _, x, _ in plan.values() if x is not None])
+                 if spec.source.kind == "events" else None)
+        if units is None or units.is_empty():
+            why = "a file source has no exposure days" if units is None else "no units yet"
+            conn.execute("delete from results.daily_looks where experiment_id = %s", (spec.id,))
+            yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": f"no daily looks: {why}"})
+            yield dg.AssetCheckResult(check_name="last_look_equals_final_effects", passed=True,
+                                      description=f"not applicable: {why}")
+            return
         daily_cols = [EVENT_OUTCOME_RULES[c].daily_column for y, _, d in plan.values() for c in (y, d) if c is not None]
-        activity = activity_frame(conn, spec, daily_cols)
-        table = look_effects(daily_look_statistics(units, activity, spec), spec).with_columns(
-            pl.lit(context.run_id).alias("run_id")).select(LOOK_COLUMNS)
+        last_activity = conn.execute(
+            "select max(d.activity_date) from marts.fct_exposures e join marts.fct_user_daily d using (user_id) "
+            "where e.experiment_id = %s", (spec.id,)).fetchone()[0] if spec.end_date is None else None
+        days = look_days(spec, units["day"].min() if units.height else None, last_activity)
+
+        def batches():
+            """Units in user-id order, LOOK_BATCH_UNITS at a time, with their activity: flat memory."""
+            for part in units.sort(pl.col("unit_id").cast(pl.Int64)).iter_slices(LOOK_BATCH_UNITS):
+                ids = part["unit_id"].cast(pl.Int64)
+                yield part, activity_frame(conn, spec, daily_cols, users=(int(ids.min()), int(ids.max())))
+
+        stats = daily_look_statistics(batches(), spec, sorted(units["variant"].unique().to_list()), days,
+                                      winsorize_caps(units, spec))
+        table = look_effects(stats, spec).with_columns(pl.lit(context.run_id).alias("run_id")).select(LOOK_COLUMNS)
         replace_slice(conn, "results.daily_looks", table, where={"experiment_id": spec.id})
         final = read_frame(conn, "select metric, variant, method, n_baseline, n_variant, abs_effect, cs_low, cs_high "
                                  "from results.effects where experiment_id = %s", (spec.id,))

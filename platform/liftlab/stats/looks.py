@@ -38,7 +38,7 @@ import polars as pl
 
 from .moments import MOMENT_COLUMNS
 
-__all__ = ["OutcomeRule", "running_values", "look_statistics"]
+__all__ = ["OutcomeRule", "running_values", "look_sums", "add_sums", "cumulate_looks", "look_statistics"]
 
 KINDS = ("sum", "any", "count_days")
 
@@ -80,29 +80,23 @@ def _codes(variants: np.ndarray, days: np.ndarray, arms: list[str], look_days: n
     return np.where(look < len(look_days), arm_code * len(look_days) + look, -1)
 
 
-def look_statistics(
+def look_sums(
     units: pl.DataFrame,
     running: pl.DataFrame,
     metrics: Mapping[str, tuple[str, str | None, str | None]],
+    arms: list[str],
     look_days: list,
     caps: Mapping[str, float] | None = None,
-) -> pl.DataFrame:
-    """Joint statistics per (look_date, variant, metric) for every day of ``look_days``.
+) -> dict[str, dict[str, np.ndarray]]:
+    """Entry terms and changes of every moment per (arm, look), not yet accumulated over days.
 
-    ``units``: ``unit_id``, ``variant``, ``day`` (exposure date) and the covariate columns;
-    ``running``: :func:`running_values` output (``unit_id``, ``day`` and the running outcomes);
-    ``metrics``: metric → (outcome, covariate or None, denominator outcome or None), as
-    :func:`liftlab.experiment_stats.metric_plan`; ``caps``: outcome → winsorization cap.
-    Returns the columns of :func:`liftlab.stats.moments.aggregate_joint` with ``look_date``.
+    metric → moment → array of ``len(arms) × len(look_days)`` (arm-major). Sums over units, so
+    the sums of disjoint batches of units add up: a large experiment is processed a batch of
+    units at a time (:func:`cumulate_looks` then accumulates).
     """
     caps = dict(caps or {})
     days = np.asarray(sorted(look_days), dtype="datetime64[D]")
-    arms = sorted(units["variant"].unique().to_list())
-    n_days, n_arms = len(days), len(arms)
-    size = n_days * n_arms
-    if units.is_empty() or n_days == 0:
-        return pl.DataFrame(schema={"look_date": pl.Date, "variant": pl.Utf8, "metric": pl.Utf8, "n": pl.Int64,
-                                    **{c: pl.Float64 for c in MOMENT_COLUMNS}})
+    size = len(days) * len(arms)
     units = units.sort("unit_id", maintain_order=True)  # entry sums in a canonical order: bit-identical reruns
     covariates = [x for _, x, _ in metrics.values() if x is not None]
     joined = running.join(units.select("unit_id", "variant", *dict.fromkeys(covariates)), on="unit_id", how="inner",
@@ -122,7 +116,7 @@ def look_statistics(
             now, before = np.minimum(now, caps[outcome]), np.minimum(before, caps[outcome])
         return now, before
 
-    blocks = []
+    out: dict[str, dict[str, np.ndarray]] = {}
     for metric, (y, x, d) in metrics.items():
         ux = units[x].cast(pl.Float64).to_numpy() if x else np.zeros(units.height)
         jx = joined[x].cast(pl.Float64).to_numpy() if x else np.zeros(joined.height)
@@ -134,23 +128,62 @@ def look_statistics(
             D, Dp = now_and_before(d)
             d_entry = np.zeros(units.height)
         entry = {
-            "n": total(entry_code, entry_keep), "sum": np.zeros(size), "sum_sq": np.zeros(size),
-            "sum_x": total(entry_code, entry_keep, ux), "sum_x_sq": total(entry_code, entry_keep, ux * ux),
-            "sum_xy": np.zeros(size), "sum_d": total(entry_code, entry_keep, d_entry),
-            "sum_d_sq": total(entry_code, entry_keep, d_entry * d_entry), "sum_yd": np.zeros(size),
-            "sum_xd": total(entry_code, entry_keep, ux * d_entry),
+            "n": total(entry_code, entry_keep), "sum_x": total(entry_code, entry_keep, ux),
+            "sum_x_sq": total(entry_code, entry_keep, ux * ux), "sum_d": total(entry_code, entry_keep, d_entry),
+            "sum_d_sq": total(entry_code, entry_keep, d_entry * d_entry), "sum_xd": total(entry_code, entry_keep, ux * d_entry),
         }
         change = {
             "sum": Y - Yp, "sum_sq": Y * Y - Yp * Yp, "sum_xy": jx * (Y - Yp), "sum_d": D - Dp,
             "sum_d_sq": D * D - Dp * Dp, "sum_yd": Y * D - Yp * Dp, "sum_xd": jx * (D - Dp),
         }
-        sums = {c: entry[c] + (total(step_code, step_keep, change[c]) if c in change else 0.0) for c in entry}
-        cumulative = {c: np.cumsum(v.reshape(n_arms, n_days), axis=1).ravel() for c, v in sums.items()}
+        out[metric] = {
+            c: entry.get(c, np.zeros(size)) + (total(step_code, step_keep, change[c]) if c in change else 0.0)
+            for c in ("n", *MOMENT_COLUMNS)
+        }
+    return out
+
+
+def add_sums(a: dict[str, dict[str, np.ndarray]], b: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, np.ndarray]]:
+    """The sums of two disjoint batches of units."""
+    return {m: {c: a[m][c] + b[m][c] for c in a[m]} for m in a} if a else b
+
+
+def cumulate_looks(sums: dict[str, dict[str, np.ndarray]], arms: list[str], look_days: list) -> pl.DataFrame:
+    """Accumulate :func:`look_sums` over days: the joint statistics of every look, per arm and metric
+    (columns of :func:`liftlab.stats.moments.aggregate_joint` with ``look_date``)."""
+    days = np.asarray(sorted(look_days), dtype="datetime64[D]")
+    n_days, n_arms = len(days), len(arms)
+    blocks = []
+    for metric, moments in sums.items():
+        cumulative = {c: np.cumsum(v.reshape(n_arms, n_days), axis=1).ravel() for c, v in moments.items()}
         blocks.append(pl.DataFrame({
             "look_date": pl.Series(np.tile(days, n_arms)).cast(pl.Date),
-            "variant": np.repeat(arms, n_days),
-            "metric": [metric] * size,
+            "variant": np.repeat(arms, n_days).astype(str),
+            "metric": [metric] * (n_days * n_arms),
             "n": np.rint(cumulative["n"]).astype(np.int64),
             **{c: cumulative[c] for c in MOMENT_COLUMNS},
         }))
+    if not blocks or n_days == 0:
+        return pl.DataFrame(schema={"look_date": pl.Date, "variant": pl.Utf8, "metric": pl.Utf8, "n": pl.Int64,
+                                    **{c: pl.Float64 for c in MOMENT_COLUMNS}})
     return pl.concat(blocks).sort("look_date", "variant", maintain_order=True)
+
+
+def look_statistics(
+    units: pl.DataFrame,
+    running: pl.DataFrame,
+    metrics: Mapping[str, tuple[str, str | None, str | None]],
+    look_days: list,
+    caps: Mapping[str, float] | None = None,
+) -> pl.DataFrame:
+    """Joint statistics per (look_date, variant, metric) for every day of ``look_days``, in one batch.
+
+    ``units``: ``unit_id``, ``variant``, ``day`` (exposure date) and the covariate columns;
+    ``running``: :func:`running_values` output (``unit_id``, ``day`` and the running outcomes);
+    ``metrics``: metric → (outcome, covariate or None, denominator outcome or None), as
+    :func:`liftlab.experiment_stats.metric_plan`; ``caps``: outcome → winsorization cap.
+    """
+    arms = sorted(units["variant"].unique().to_list())
+    if units.is_empty():
+        return cumulate_looks({}, arms, look_days)
+    return cumulate_looks(look_sums(units, running, metrics, arms, look_days, caps), arms, look_days)

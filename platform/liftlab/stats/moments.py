@@ -13,8 +13,10 @@ is a commutative monoid under ``+`` (property-tested with hypothesis in
 x-moments 0); a mean metric stores ``d = 1`` (``Σd = Σd² = n``, ``Σyd = Σy``), so every
 metric is a ratio and a mean is the special case ``d ≡ 1``.
 
-Sums are accumulated with ``numpy.bincount`` over dense group codes in row order — never a
-multi-threaded hash ``group_by`` — so recomputing a partition gives bit-identical sums.
+Each group's sums are taken over its own rows only, in their order (``numpy.add.reduceat`` over
+contiguous groups, :func:`aggregate_joint`) — never a multi-threaded hash ``group_by``, whose
+partial sums meet in a scheduling-dependent order — so recomputing a partition gives
+bit-identical sums.
 Centred (co)moments are computed from the power sums with the exact-rational fallback of
 :mod:`liftlab.stats.sufficient` when cancellation is severe.
 """
@@ -22,6 +24,7 @@ Centred (co)moments are computed from the power sums with the exact-rational fal
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from fractions import Fraction
@@ -129,6 +132,64 @@ def centered(sab, sa, sb, n) -> np.ndarray:
     return out.reshape(shape)
 
 
+def _run_starts(frame: pl.DataFrame, by: list[str]) -> np.ndarray:
+    """First row of every run of equal keys."""
+    change = frame.select(
+        pl.any_horizontal([pl.col(k).ne_missing(pl.col(k).shift(1)) for k in by]).fill_null(True).alias("c")
+    )["c"].to_numpy()
+    change[0] = True
+    return np.flatnonzero(change)
+
+
+def _group_order(frame: pl.DataFrame, by: list[str]) -> np.ndarray:
+    """A stable permutation that brings each group's rows together, in their input order.
+
+    Each key becomes a small integer (a string through polars' categorical codes, a number or
+    date as its offset from the minimum, null as one past the largest) and the keys one mixed-
+    radix code; numpy's stable sort is a radix sort on 16-bit codes, so this is one fast pass."""
+    code, radix = np.zeros(frame.height, dtype=np.int64), 1
+    for k in by:
+        col = frame[k]
+        if col.dtype in (pl.Utf8, pl.Categorical, pl.Enum):
+            c = col.cast(pl.Utf8).cast(pl.Categorical).to_physical().cast(pl.Int64)
+        elif col.dtype == pl.Boolean:
+            c = col.cast(pl.Int64)
+        else:
+            c = col.to_physical().cast(pl.Int64)
+            c = c - (c.min() or 0)
+        size = int(c.max() or 0) + 2
+        code += c.fill_null(size - 1).to_numpy() * radix
+        radix *= size
+    for dtype in (np.int16, np.int32):
+        if radix <= np.iinfo(dtype).max:
+            code = code.astype(dtype)
+            break
+    return np.argsort(code, kind="stable")
+
+
+def grouped_starts(frame: pl.DataFrame, by: list[str]) -> np.ndarray | None:
+    """First row of every group if the frame is sorted by the keys (byte order for strings,
+    as SQL's ``collate "C"``), else None. A key that is null on every row is constant; other
+    nulls send the frame to the sort."""
+    if frame.height == 0:
+        return np.zeros(0, dtype=np.int64)
+    keys = [k for k in by if frame[k].null_count() < frame.height]
+    if not keys:
+        return np.zeros(1, dtype=np.int64)
+    if any(frame[k].null_count() for k in keys):
+        return None
+    starts = _run_starts(frame, keys)
+    # keys are equal within a run: the frame is sorted iff the runs' keys strictly increase
+    increasing = pl.col(keys[-1]) > pl.col(keys[-1]).shift(1)
+    for k in reversed(keys[:-1]):
+        increasing = (pl.col(k) > pl.col(k).shift(1)) | ((pl.col(k) == pl.col(k).shift(1)) & increasing)
+    for head in (starts[:1000], starts):  # a shuffled frame fails on its first runs already
+        heads = frame.select(keys).gather(pl.Series(head))
+        if not heads.select(increasing.fill_null(True).all()).item():
+            return None
+    return starts
+
+
 def aggregate_joint(
     frame: pl.DataFrame,
     by: Sequence[str],
@@ -138,39 +199,72 @@ def aggregate_joint(
 
     ``metrics`` maps a metric name to ``(y_column, x_column or None, d_column or None)``.
     Rows where ``y`` (or the given ``x``/``d``) is null/NaN are dropped for that metric.
-    Sums use ``numpy.bincount`` in row order (bit-identical reruns).  Returns columns
-    ``*by, metric, n, sum, sum_sq, sum_x, sum_x_sq, sum_xy, sum_d, sum_d_sq, sum_yd, sum_xd``.
-    """
-    by = list(by)
-    codes, keys = _group_codes(frame, by)
-    groups = keys.height if by else 1
-    if by and frame.height == 0:
-        groups = 0
+    Returns columns ``*by, metric, n, sum, sum_sq, sum_x, sum_x_sq, sum_xy, sum_d, sum_d_sq,
+    sum_yd, sum_xd``, sorted by the keys (nulls last), metrics in the given order.
 
-    def col(name: str | None, default: float) -> np.ndarray:
-        if name is None:
-            return np.full(frame.height, default)
+    Each group's rows are summed as one contiguous segment (``numpy.add.reduceat``), in input
+    order: the result depends only on a group's own rows and their order, never on other
+    groups, threads or scheduling — so a rerun, or the same group inside a larger frame (one
+    day partition vs a range of days), gives the same bits. A frame not sorted by the keys is
+    first reordered by a stable sort (:func:`_group_order`: row order within a group kept);
+    liftlab's own frames come from SQL already sorted by variant and day. Metrics are computed
+    in parallel threads (numpy releases the GIL), each on its own arrays. Trivial moments are not
+    summed: without a covariate the x-moments are 0, and a mean metric's denominator is d ≡ 1
+    (``Σd = Σd² = n``, ``Σyd = Σy``, ``Σxd = Σx``).
+    """
+    by, metrics = list(by), dict(metrics)
+    if not by and frame.height == 0:  # no rows, no keys: the empty statistics of each metric
+        return pl.DataFrame([{"metric": m, **JointStats.empty().as_row()} for m in metrics],
+                            schema={"metric": pl.Utf8, "n": pl.Int64, **{c: pl.Float64 for c in MOMENT_COLUMNS}})
+    starts = grouped_starts(frame, by)
+    if starts is None:  # bring each group's rows together (stable), then its runs are the groups
+        frame = frame[_group_order(frame, by)]
+        starts = _run_starts(frame, by)
+    keys = frame.select(by).gather(pl.Series(starts)) if by else pl.DataFrame()
+    groups = len(starts)
+    sizes = np.diff(np.append(starts, frame.height)).astype(np.int64)
+
+    def column(name: str) -> np.ndarray:
         return frame[name].cast(pl.Float64).fill_null(np.nan).to_numpy()
 
-    blocks = []
-    for metric, (ycol, xcol, dcol) in metrics.items():
-        y, x, d = col(ycol, 0.0), col(xcol, 0.0), col(dcol, 1.0)
-        keep = ~(np.isnan(y) | np.isnan(x) | np.isnan(d))
-        c, y, x, d = codes[keep], y[keep], x[keep], d[keep]
+    def total(values: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(values, starts) if groups else np.zeros(0)
 
-        def s(w):
-            return np.bincount(c, weights=w, minlength=groups)[:groups]
+    def block(item) -> pl.DataFrame:
+        metric, (ycol, xcol, dcol) = item
+        y = column(ycol)
+        x = column(xcol) if xcol else None
+        d = column(dcol) if dcol else None
+        missing = np.isnan(y) | (np.isnan(x) if x is not None else False) | (np.isnan(d) if d is not None else False)
+        n = sizes
+        if missing.any():  # excluded from this metric: counted 0, added as 0
+            y = np.where(missing, 0.0, y)
+            x = np.where(missing, 0.0, x) if x is not None else None
+            d = np.where(missing, 0.0, d) if d is not None else None
+            n = total((~missing).astype(np.int64))
+        zeros = np.zeros(groups)
+        sums = {"sum": total(y), "sum_sq": total(y * y)}
+        sums |= ({"sum_x": total(x), "sum_x_sq": total(x * x), "sum_xy": total(x * y)} if x is not None
+                 else {"sum_x": zeros, "sum_x_sq": zeros, "sum_xy": zeros})
+        if d is not None:
+            sums |= {"sum_d": total(d), "sum_d_sq": total(d * d), "sum_yd": total(y * d),
+                     "sum_xd": total(x * d) if x is not None else zeros}
+        else:
+            sums |= {"sum_d": n.astype(np.float64), "sum_d_sq": n.astype(np.float64), "sum_yd": sums["sum"],
+                     "sum_xd": sums["sum_x"]}
+        out = pl.DataFrame({"metric": [metric] * groups, "n": n, **{c: sums[c] for c in MOMENT_COLUMNS}},
+                           schema={"metric": pl.Utf8, "n": pl.Int64, **{c: pl.Float64 for c in MOMENT_COLUMNS}})
+        return pl.concat([keys, out], how="horizontal") if by else out
 
-        data = {
-            "metric": [metric] * groups,
-            "n": np.bincount(c, minlength=groups).astype(np.int64)[:groups],
-            "sum": s(y), "sum_sq": s(y * y), "sum_x": s(x), "sum_x_sq": s(x * x), "sum_xy": s(x * y),
-            "sum_d": s(d), "sum_d_sq": s(d * d), "sum_yd": s(y * d), "sum_xd": s(x * d),
-        }
-        block = pl.DataFrame(data, schema={"metric": pl.Utf8, "n": pl.Int64, **{k: pl.Float64 for k in MOMENT_COLUMNS}})
-        blocks.append(pl.concat([keys, block], how="horizontal") if by else block)
+    if frame.height >= 1_000_000 and len(metrics) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(len(metrics), os.cpu_count() or 1)) as pool:
+            blocks = list(pool.map(block, metrics.items()))
+    else:
+        blocks = [block(item) for item in metrics.items()]
     long = pl.concat(blocks, how="vertical")
-    if by:
+    if by and long.height:
         long = long.sort(by, nulls_last=True, maintain_order=True)
     return long.select(*by, "metric", "n", *MOMENT_COLUMNS)
 

@@ -119,14 +119,12 @@ class SampleStats:
 
 
 def _group_codes(df: pl.DataFrame, by: list[str]) -> tuple[np.ndarray, pl.DataFrame]:
-    """Dense 0-based group code per row, and the key values of each code."""
+    """Dense 0-based group code per row, and the key values of each code (sorted, nulls last)."""
     if not by:
         return np.zeros(df.height, dtype=np.int64), pl.DataFrame()
-    parts = [pl.col(c).cast(pl.Utf8).fill_null("\x00") for c in by]
-    key = parts[0] if len(parts) == 1 else pl.concat_str(parts, separator="\x1f")
-    coded = df.select(*by, (key.rank("dense").cast(pl.Int64) - 1).alias("_code"))
-    keys = coded.unique(subset="_code").sort("_code").drop("_code")
-    return coded["_code"].to_numpy(), keys
+    keys = df.select(by).unique().sort(by, nulls_last=True)
+    coded = df.select(by).join(keys.with_row_index("_code"), on=by, how="left", nulls_equal=True, maintain_order="left")
+    return coded["_code"].to_numpy().astype(np.int64), keys
 
 
 def aggregate(
