@@ -4,6 +4,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 DBT_VENV := .venv-dbt
+GBSTATS_VENV := .venv-gbstats
+SIZES ?= S,M
 BIN := $(VENV)/bin
 UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 MANIFEST := dbt_project/target/manifest.json
@@ -34,7 +36,7 @@ $(MANIFEST): $(DBT_VENV)/.installed $(DBT_SOURCES)
 demo: setup  ## generate the synthetic world, run every asset, print the decisions
 	$(BIN)/liftlab demo
 
-test: setup browser-deps  ## the whole suite against real Postgres (embedded + the server at 127.0.0.1:5432)
+test: setup browser-deps $(GBSTATS_VENV)/.installed  ## the whole suite against real Postgres (embedded + the server at 127.0.0.1:5432)
 	$(BIN)/python -m pytest
 
 test-fast: setup
@@ -47,6 +49,19 @@ browser-deps:
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "browser tests need: sudo apt-get install chromium chromium-driver"; fi; \
 	fi
+
+# make bench: the whole pipeline at sizes S (~10M events) and M (~100M events), every stage next
+# to a baseline measured in the same run (psql \copy, dbt vs polars vs pandas, a bare polars
+# group_by, GrowthBook's gbstats); results in bench/results/. `make bench SIZES=L` on demand.
+bench: setup $(GBSTATS_VENV)/.installed
+	$(BIN)/python bench/pipeline.py --sizes $(SIZES)
+
+# gbstats 0.8 pins numpy<2 and pandas<2: the benchmark's baseline gets its own virtualenv.
+$(GBSTATS_VENV)/.installed: bench/requirements-gbstats.lock
+	@command -v uv >/dev/null 2>&1 || $(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install -q uv
+	$(UV) venv -q --allow-existing -p $(PYTHON) $(GBSTATS_VENV)
+	$(UV) pip install -q -p $(GBSTATS_VENV)/bin/python -r bench/requirements-gbstats.lock
+	@touch $@
 
 dev: setup  ## Dagster UI with the daemon on http://localhost:3000
 	$(BIN)/liftlab dev
@@ -67,6 +82,7 @@ stop:  ## stop the embedded Postgres
 lock:  ## re-resolve the locked dependencies
 	$(UV) pip compile pyproject.toml --extra dev -p 3.11 -o requirements.lock
 	$(UV) pip compile requirements-dbt.in -p 3.11 -o requirements-dbt.lock
+	$(UV) pip compile bench/requirements-gbstats.in -p 3.11 -o bench/requirements-gbstats.lock
 
 clean:
-	rm -rf $(VENV) $(DBT_VENV) .dagster_home dbt_project/target dbt_project/logs .pytest_cache
+	rm -rf $(VENV) $(DBT_VENV) $(GBSTATS_VENV) bench/work .dagster_home dbt_project/target dbt_project/logs .pytest_cache

@@ -1,0 +1,99 @@
+"""The benchmark harness (bench/pipeline.py) measures what it says: its baselines compute the same
+results as liftlab, every pipeline step belongs to a stage, and the memory sampler sees memory.
+
+``make bench`` runs the harness at sizes S and M (about an hour); these tests keep its parts
+honest at a small size in CI.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from liftlab.config import REPO_ROOT
+
+BENCH = REPO_ROOT / "bench" / "pipeline.py"
+
+
+def _harness():
+    spec = importlib.util.spec_from_file_location("bench_pipeline", BENCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(*args: str) -> dict:
+    done = subprocess.run([sys.executable, str(BENCH), *args], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_every_step_of_every_job_belongs_to_a_stage():
+    from liftlab.pipeline import definitions_with
+
+    harness = _harness()
+    defs = definitions_with()
+    steps = set()
+    for job in ("build_data", "daily_stats", "causal_studies", "uplift_models", "analyse_experiment", "decide"):
+        steps |= {node.name for node in defs.resolve_job_def(job).graph.nodes}  # the step keys of its runs
+    unstaged = sorted(s for s in steps if harness.stage_of(s) == "other")
+    assert not unstaged, f"steps the benchmark would not attribute to a stage: {unstaged}"
+    assert {harness.stage_of(s) for s in steps} == set(harness.STAGES) - {"generate"}
+
+
+def test_the_memory_sampler_sees_a_child_allocate():
+    harness = _harness()
+    with harness.RssSampler(interval=0.05) as sampler:
+        child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(300 * 2**20); time.sleep(1.0)"])
+        child.wait()
+    assert sampler.peak_mb(child.pid) >= 300
+
+
+@pytest.fixture(scope="module")
+def world_files(tmp_path_factory, pipeline_run):
+    """The pipeline tests' world (tests.pipeline_helpers.TEST_WORLD) written as the harness does."""
+    from tests.pipeline_helpers import TEST_WORLD
+
+    out = tmp_path_factory.mktemp("bench_world")
+    env = {"LIFTLAB_WORLD_SEED": str(TEST_WORLD["seed"]), "LIFTLAB_CHECKOUT_EXPOSURE_LOSS": str(TEST_WORLD["checkout_exposure_loss"])}
+    done = subprocess.run([sys.executable, str(BENCH), "generate", "--users", str(TEST_WORLD["n_users"]), "--out", str(out)],
+                          capture_output=True, text=True, timeout=600, env={**__import__("os").environ, **env})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def test_polars_and_pandas_baselines_reproduce_the_dbt_marts(world_files, pipeline_run):
+    harness = _harness()
+    marts = harness.mart_check(pipeline_run["info"])
+    for engine in ("polars", "pandas"):
+        result = _run("transform", "--engine", engine, "--world", str(world_files))
+        assert {k: float(v) for k, v in result["check"].items()} == pytest.approx(marts, rel=1e-12), engine
+
+
+def test_the_ingest_comparison_loads_every_row_both_ways(world_files, pipeline_run):
+    result = _run("ingest", "--world", str(world_files), "--dsn", pipeline_run["info"].url(), "--repeats", "1")
+    events = pl.read_parquet(world_files / "events" / "*.parquet").height
+    assert result["rows"] == events and result["liftlab_s"] > 0 and result["psql_copy_s"] > 0
+
+
+def test_the_sufficient_statistics_comparison_times_equal_results(pipeline_run):
+    result = _run("suffstats", "--rows", "200000", "--dsn", pipeline_run["info"].url())
+    for key in ("liftlab_s", "polars_group_by_s", "pandas_s", "postgres_s"):
+        assert result[key] > 0, key
+    assert result["max_rel_difference_vs_polars"] < 1e-9
+
+
+def test_the_engine_agrees_with_gbstats_on_the_same_statistics(tmp_path):
+    harness = _harness()
+    if not harness.GBSTATS_PYTHON.exists():
+        pytest.fail(f"{harness.GBSTATS_PYTHON} is missing: `make test` installs it (make .venv-gbstats/.installed)")
+    result = harness.engine_vs_gbstats(tmp_path, n_metrics=100)
+    assert result["comparisons"] == 100 * 3 + 10 * 3  # every arm of every metric, and the CUPED ones
+    assert max(result["max_abs_difference"].values()) < 1e-9, result["max_abs_difference"]
