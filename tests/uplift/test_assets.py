@@ -57,6 +57,7 @@ def test_uplift_group_materializes_and_reruns_replace(loaded, conn):
     n_units = conn.execute(
         "select count(*) from marts.fct_unit_metrics where experiment_id = 'winback_email'").fetchone()[0]
     assert n_units > 1000 and (winback["n_test"] == n_units).all() and (winback["n_folds"] == 2).all()
+    assert (winback["n_repeats"] == 3).all()  # the specs repeat the 2-fold deal three times
     assert (abs(winback["n_train"] - n_units / 2) <= 1).all()  # each fold model saw the other half
     # every CI brackets its point estimate; the simultaneous band (learners only) contains the marginal one
     for r in models.to_dicts():

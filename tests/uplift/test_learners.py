@@ -71,7 +71,7 @@ def test_every_unit_is_scored_by_the_model_fitted_on_the_other_folds():
     frame = simulate(3000, seed=14)
     result = analyse_experiment(
         frame, experiment_id="sim", baseline="a", arms=["b"], outcomes=["y"], features=["x0", "x1", "x2"],
-        learners=["t_learner", "s_learner"], n_folds=3, n_boot=20, seed=3, explain=False,
+        learners=["t_learner", "s_learner"], n_folds=3, n_repeats=1, n_boot=20, seed=3, explain=False,
     )
     scores = result.frame("scores").filter(pl.col("learner") == "t_learner").sort("unit_id")
     assert scores.height == 3000 and scores["unit_id"].n_unique() == 3000  # all units, once each
@@ -99,6 +99,25 @@ def test_every_unit_is_scored_by_the_model_fitted_on_the_other_folds():
     for r in result.frame("models").filter(pl.col("learner").is_in(["t_learner", "s_learner"])).to_dicts():
         assert r["qini_simul_ci_low"] < r["qini"] < r["qini_simul_ci_high"]
     assert oracle["qini_simul_ci_low"] is None
+
+
+def test_repeated_crossfitting_averages_the_out_of_fold_scores_of_each_repetition():
+    frame = simulate(2000, seed=15)
+    kwargs = dict(experiment_id="sim", baseline="a", arms=["b"], outcomes=["y"], features=["x0", "x1", "x2"],
+                  learners=["s_learner"], n_folds=2, n_boot=10, explain=False)
+    both = analyse_experiment(frame, n_repeats=2, seed=7, **kwargs)
+    first = analyse_experiment(frame, n_repeats=1, seed=7, **kwargs)
+    second = analyse_experiment(frame, n_repeats=1, seed=8, **kwargs)  # repetition r uses seed + r
+
+    def score(result):
+        s = result.frame("scores").filter(pl.col("learner") == "s_learner").sort("unit_id")
+        return s["predicted_uplift"].to_numpy(), s["fold"].to_numpy()
+
+    (avg, fold), (a, fold_a), (b, fold_b) = score(both), score(first), score(second)
+    np.testing.assert_allclose(avg, (a + b) / 2, rtol=1e-12)
+    assert (fold == fold_a).all() and not (fold_a == fold_b).all()  # other folds in the second repetition
+    row = both.frame("models").filter(pl.col("learner") == "s_learner").row(0, named=True)
+    assert row["n_repeats"] == 2 and row["n_base_fits"] == 2 * 2 and row["n_test"] == 2000
 
 
 def test_multi_arm_each_arm_vs_control_with_explanations():

@@ -24,7 +24,7 @@ MODEL_COLUMNS = [
     "experiment_id", "arm", "baseline", "metric", "learner", "base_model", "is_best", "qini", "qini_ci_low",
     "qini_ci_high", "qini_simul_ci_low", "qini_simul_ci_high", "auuc", "auuc_ci_low", "auuc_ci_high", "oracle_qini", "oracle_share", "expected_oracle_share",
     "uplift_at_10", "uplift_at_20", "uplift_at_30", "uplift_at_50", "calibration_slope", "calibration_gap",
-    "n_train", "n_test", "n_folds", "fit_seconds", "n_base_fits", "run_id",
+    "n_train", "n_test", "n_folds", "n_repeats", "fit_seconds", "n_base_fits", "run_id",
 ]
 SCORE_COLUMNS = [
     "experiment_id", "arm", "metric", "learner", "unit_id", "variant", "fold", "treated", "outcome",
@@ -54,6 +54,7 @@ class UpliftRunConfig(dg.Config):
     learners: list[str] = []  # empty → the spec's learners
     n_bootstrap: int | None = None  # None → the spec's n_bootstrap
     n_folds: int | None = None  # None → the spec's folds
+    n_repeats: int | None = None  # None → the spec's repeats
 
 
 def uplift_specs(experiments: list[str] | None = None):
@@ -125,13 +126,16 @@ def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, 
     from liftlab.uplift_io import load_units, uplift_features
 
     # The environment can narrow every run too (tests and quick demos): LIFTLAB_UPLIFT_LEARNERS
-    # (comma-separated), LIFTLAB_UPLIFT_BOOTSTRAP and LIFTLAB_UPLIFT_FOLDS; run config wins.
+    # (comma-separated), LIFTLAB_UPLIFT_BOOTSTRAP, LIFTLAB_UPLIFT_FOLDS and LIFTLAB_UPLIFT_REPEATS;
+    # run config wins.
     env_learners = [x for x in os.environ.get("LIFTLAB_UPLIFT_LEARNERS", "").split(",") if x]
     env_boot = os.environ.get("LIFTLAB_UPLIFT_BOOTSTRAP")
     env_folds = os.environ.get("LIFTLAB_UPLIFT_FOLDS")
     learners_override = config.learners or env_learners
     boot_override = config.n_bootstrap if config.n_bootstrap is not None else (int(env_boot) if env_boot else None)
     folds_override = config.n_folds if config.n_folds is not None else (int(env_folds) if env_folds else None)
+    env_repeats = os.environ.get("LIFTLAB_UPLIFT_REPEATS")
+    repeats_override = config.n_repeats if config.n_repeats is not None else (int(env_repeats) if env_repeats else None)
     specs = uplift_specs(config.experiments)
     tables = {"models": [], "scores": [], "deciles": [], "explanations": []}
     plots = {}
@@ -147,7 +151,8 @@ def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, 
             result = analyse_experiment(
                 units, experiment_id=spec.id, baseline=spec.baseline, arms=arms, outcomes=up.outcomes,
                 features=list(uplift_features(spec)), learners=learners_override or up.learners,
-                backend=up.base_model, n_folds=folds_override or up.folds, seed=up.seed,
+                backend=up.base_model, n_folds=folds_override or up.folds,
+                n_repeats=repeats_override or up.repeats, seed=up.seed,
                 n_boot=boot_override if boot_override is not None else up.n_bootstrap,
                 min_uplift=up.segment_min_uplift, log=context.log.info,
             )

@@ -31,9 +31,18 @@ gets the sup-t *simultaneous* band over all the candidate learners of that arm �
 bootstrap): it covers all of them at once, so it stays valid for the selected one. A claim
 that the best learner beats random rests on ``qini_simul_ci_low > 0``.
 
+**Repeated cross-fitting.** With ``n_repeats`` = R > 1 the whole K-fold deal is repeated R
+times with different seeds (folds and base models), and a unit's score is the mean of its R
+out-of-fold predictions — still from models that never saw it. Averaging over splits is the
+remedy Chernozhukov et al. (2018, §3.4, "repeated sample splitting") give for the dependence
+of cross-fitted results on one random split; for a ranking it averages away model variance
+(bagging: Breiman 1996, Machine Learning 24), which dominates when the heterogeneity is weak.
+The intervals still hold all R·K fitted models fixed.
+
 Columns of the model rows: ``n_test`` = units scored out of fold (all arm ∪ baseline
 units); ``n_train`` = units each fold model was fitted on (the mean over folds, ≈
-(K − 1)/K·n_test); ``n_folds`` = K; ``fit_seconds`` and ``n_base_fits`` add up the K fits.
+(K − 1)/K·n_test); ``n_folds`` = K, ``n_repeats`` = R; ``fit_seconds`` and ``n_base_fits``
+add up the R·K fits. The scores table keeps each unit's fold of the first repetition.
 The references ``oracle`` (sorting by the true CATE) and ``covariate_ceiling`` (a
 cross-fitted regression of the true CATE on the features) are scored on the same units.
 """
@@ -96,19 +105,23 @@ def crossfit_folds(variant: np.ndarray, outcomes: Sequence[np.ndarray], n_folds:
 def analyse_experiment(
     frame: pl.DataFrame, *, experiment_id: str, baseline: str, arms: Sequence[str], outcomes: Sequence[str],
     features: Sequence[str], learners: Sequence[str], backend: str = "lightgbm", n_folds: int = 2,
-    seed: int = 0, n_boot: int = 200, min_uplift: float = 0.05, explain: bool = True, log=lambda *_: None,
+    n_repeats: int = 1, seed: int = 0, n_boot: int = 200, min_uplift: float = 0.05, explain: bool = True,
+    log=lambda *_: None,
 ) -> UpliftResult:
     from liftlab.uplift.explain import permutation_importance
 
     frame = frame.sort("unit_id")  # the input order never matters
     enc = encode(frame, features)
     variant = frame["variant"].to_numpy().astype(str)
-    folds_all = crossfit_folds(variant, [frame[o].cast(pl.Float64).to_numpy() for o in outcomes], n_folds, seed)
+    ys = [frame[o].cast(pl.Float64).to_numpy() for o in outcomes]
+    # repetition r deals its own folds and seeds its models with seed + r
+    folds_by_rep = [crossfit_folds(variant, ys, n_folds, seed + r) for r in range(n_repeats)]
     unit_ids = frame["unit_id"].cast(pl.Utf8).to_numpy()
     result = UpliftResult()
     for arm in arms:
         in_arm = (variant == arm) | (variant == baseline)
-        X, fold = enc.X[in_arm], folds_all[in_arm]
+        X = enc.X[in_arm]
+        fold = folds_by_rep[0][in_arm]  # the first repetition's folds: stored with the scores, used to explain
         t = (variant[in_arm] == arm).astype(int)
         n = len(t)
         for outcome in outcomes:
@@ -116,33 +129,39 @@ def analyse_experiment(
             oracle_col = f"true_cate__{outcome}"
             tau_true = frame[oracle_col].to_numpy()[in_arm].astype(float) if oracle_col in frame.columns else None
             has_oracle = tau_true is not None and not np.isnan(tau_true).any()
-            preds = {name: np.empty(n) for name in learners}
-            p0 = np.empty(n)
-            ceiling = np.empty(n) if has_oracle else None
+            preds = {name: np.zeros(n) for name in learners}
+            p0 = np.zeros(n)
+            ceiling = np.zeros(n) if has_oracle else None
             fitted: dict[str, list] = {name: [] for name in learners}
             seconds = dict.fromkeys(learners, 0.0)
             base_fits = dict.fromkeys(learners, 0)
             n_train = []
-            for k in range(n_folds):
-                held, tr = fold == k, fold != k
-                Xtr, ttr, ytr = X[tr], t[tr], y[tr]
-                n_train.append(int(tr.sum()))
-                p = float(ttr.mean())  # the known allocation share among the fold's training units
-                p0[held] = fit_outcome_model(Xtr[ttr == 0], ytr[ttr == 0], backend=backend, seed=seed)(X[held])
-                for name in learners:
-                    log(f"{experiment_id} {arm} {outcome}: fold {k + 1}/{n_folds}, fitting {name} on {len(ytr):,} units")
-                    model = fit_learner(name, Xtr, ttr, ytr, backend=backend, seed=seed, p=p)
-                    preds[name][held] = model.predict(X[held])
-                    fitted[name].append((model, held))
-                    seconds[name] += model.fit_seconds
-                    base_fits[name] += model.n_base_fits
-                if has_oracle:
-                    # The best a ranking by the covariates can do: a regression of the *true* CATE on X
-                    # (training folds). Not a learner (it needs the truth): the ceiling the learners face
-                    # when the true CATE also depends on unobserved traits.
-                    from liftlab.uplift.learners import base_model
+            for r in range(n_repeats):
+                rep_fold, rep_seed = folds_by_rep[r][in_arm], seed + r
+                for k in range(n_folds):
+                    held, tr = rep_fold == k, rep_fold != k
+                    Xtr, ttr, ytr = X[tr], t[tr], y[tr]
+                    n_train.append(int(tr.sum()))
+                    p = float(ttr.mean())  # the known allocation share among the fold's training units
+                    p0[held] += fit_outcome_model(Xtr[ttr == 0], ytr[ttr == 0], backend=backend,
+                                                  seed=rep_seed)(X[held]) / n_repeats
+                    for name in learners:
+                        log(f"{experiment_id} {arm} {outcome}: repeat {r + 1}/{n_repeats}, fold {k + 1}/{n_folds}, "
+                            f"fitting {name} on {len(ytr):,} units")
+                        model = fit_learner(name, Xtr, ttr, ytr, backend=backend, seed=rep_seed, p=p)
+                        preds[name][held] += model.predict(X[held]) / n_repeats
+                        if r == 0:
+                            fitted[name].append((model, held))
+                        seconds[name] += model.fit_seconds
+                        base_fits[name] += model.n_base_fits
+                    if has_oracle:
+                        # The best a ranking by the covariates can do: a regression of the *true* CATE on X
+                        # (training folds). Not a learner (it needs the truth): the ceiling the learners face
+                        # when the true CATE also depends on unobserved traits.
+                        from liftlab.uplift.learners import base_model
 
-                    ceiling[held] = base_model("regressor", backend, seed).fit(Xtr, tau_true[tr]).predict(X[held])
+                        ceiling[held] += base_model("regressor", backend, rep_seed).fit(
+                            Xtr, tau_true[tr]).predict(X[held]) / n_repeats
             oracle_qini = ev.qini_coefficient(tau_true, t, y) if has_oracle else None
             names = list(learners)
             boot = ev.bootstrap_many([preds[name] for name in names], t, y, n_boot=n_boot, seed=seed)
@@ -157,11 +176,13 @@ def analyse_experiment(
                 ref_boot = ev.bootstrap_many(list(refs.values()), t, y, n_boot=n_boot, seed=seed)
                 for j, (name, score) in enumerate(refs.items()):
                     rows.append(_score_row(name, score, t, y, ref_boot["qini"][:, j], ref_boot["auuc"][:, j],
-                                           oracle_qini, None, 0 if name == "oracle" else n_folds, tau_true))
+                                           oracle_qini, None, 0 if name == "oracle" else n_folds * n_repeats,
+                                           tau_true))
                     preds[name] = score
             best = max((r for r in rows if r["learner"] in learners), key=lambda r: r["qini"])["learner"]
             base = dict(experiment_id=experiment_id, arm=arm, metric=outcome, baseline=baseline,
-                        n_train=int(round(np.mean(n_train))), n_test=n, n_folds=n_folds, base_model=backend)
+                        n_train=int(round(np.mean(n_train))), n_test=n, n_folds=n_folds, n_repeats=n_repeats,
+                        base_model=backend)
             for r in rows:
                 result.models.append({**base, **r, "is_best": r["learner"] == best})
             for name, tau in preds.items():

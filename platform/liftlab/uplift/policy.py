@@ -1,6 +1,7 @@
 """Targeting policy: whom to contact, given a cost per contact and a value per conversion.
 
-Targeting the top k % of the held-out units by predicted uplift contacts n_k units. Its
+Targeting the top k % of the units by predicted uplift contacts n_k units (every unit carries
+its out-of-fold score, :mod:`.analysis`, so no unit is ranked by a model that saw it). Its
 **incremental conversions** are the gain curve there, G(n_k) = n_k·(Ȳ_T − Ȳ_C) over the
 top n_k (see :mod:`.evaluation`): what contacting exactly those units adds over contacting
 none of them. Then
@@ -10,18 +11,20 @@ none of them. Then
 * profit = revenue − cost, ROI = profit / cost (undefined at k = 0 or zero cost).
 
 k = 100 % is **treating everyone** (the blanket campaign) and k = 0 is **treating no one**
-(profit 0). Figures are for the held-out units and also per 1,000 units.
+(profit 0). Figures are for the units evaluated and also per 1,000 units.
 
 Two targeted policies are reported against the blanket campaign:
 
 * ``break_even`` — contact a unit when value · τ̂(x) > cost. It is fixed by the model's
-  predictions alone, before looking at held-out outcomes, so its evaluation is honest;
-* ``best_k`` — the k with the highest held-out profit. Selected on the same data it is
+  out-of-fold predictions alone, before looking at the units' outcomes, so its evaluation is
+  honest (given the learner);
+* ``best_k`` — the k with the highest realised profit. Selected on the same data it is
   evaluated on, so it is optimistic; reported as the best attainable share.
 
 The difference in profit between a targeted policy and the blanket campaign gets a
 bootstrap percentile CI from the same resampling as :func:`.evaluation.bootstrap_counts`
-(the targeted set is held fixed; each draw re-estimates both profits).
+(the targeted set is held fixed; each draw re-estimates both profits). Like the Qini CIs it
+conditions on the fitted fold models.
 """
 
 from __future__ import annotations
