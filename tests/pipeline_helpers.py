@@ -12,9 +12,10 @@ from liftlab.pipeline import PipelineResult, run_pipeline
 #: A world small enough for CI but large enough for the SRM gate to see a 10 % exposure loss.
 TEST_WORLD = {"n_users": 20_000, "seed": 20261122, "checkout_exposure_loss": 0.10}
 
-#: Pipeline tests fit two uplift learners with a small bootstrap; the uplift tests and
-#: bench/uplift_acceptance.py exercise all six at full size.
-FAST_UPLIFT_ENV = {"LIFTLAB_UPLIFT_LEARNERS": "t_learner,s_learner", "LIFTLAB_UPLIFT_BOOTSTRAP": "30"}
+#: Pipeline tests fit two uplift learners with a small bootstrap and one cross-fitting
+#: repetition; the uplift tests and bench/uplift_acceptance.py exercise all six, repeated.
+FAST_UPLIFT_ENV = {"LIFTLAB_UPLIFT_LEARNERS": "t_learner,s_learner", "LIFTLAB_UPLIFT_BOOTSTRAP": "30",
+                   "LIFTLAB_UPLIFT_REPEATS": "1"}
 
 #: Columns that legitimately change between runs (ids and clocks).
 VOLATILE = {"run_id", "computed_at", "decided_at", "checked_at", "loaded_at", "quarantined_at"}

@@ -33,6 +33,16 @@ def _info():
     return info
 
 
+#: The uplift learners ``liftlab demo`` fits unless LIFTLAB_UPLIFT_LEARNERS says otherwise: one of
+#: each family (one model, two models, imputed effects, transformed outcome), and one repetition
+#: of the cross-fitting (LIFTLAB_UPLIFT_REPEATS) instead of the specs' three. Cross-fitting fits
+#: every learner once per fold and repetition, and the R- and DR-learners (4 and 9 base-model
+#: fits each) would about double the demo's uplift time again. The specs, the daily schedule
+#: (`make dev`) and bench/uplift_acceptance.py fit all six, repeated.
+DEMO_UPLIFT_LEARNERS = "s_learner,t_learner,x_learner,class_transformation"
+DEMO_UPLIFT_REPEATS = "1"
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     import dagster as dg
 
@@ -44,6 +54,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         os.environ["LIFTLAB_WORLD_USERS"] = str(args.users)
     if args.seed is not None:
         os.environ["LIFTLAB_WORLD_SEED"] = str(args.seed)
+    os.environ.setdefault("LIFTLAB_UPLIFT_LEARNERS", DEMO_UPLIFT_LEARNERS)
+    os.environ.setdefault("LIFTLAB_UPLIFT_REPEATS", DEMO_UPLIFT_REPEATS)
     started = time.monotonic()
     info = _info()
     print(f"liftlab database: {info.label}" + ("" if os.environ.get("DATABASE_URL") else " (embedded)"))

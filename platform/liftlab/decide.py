@@ -257,7 +257,7 @@ def targeting_recommendation(decision: Decision, policies: Sequence[Mapping]) ->
 
     ``policies`` are the ``results.targeting_policy`` rows of the experiment's best learner. The
     rule fixed in advance (``break_even``: treat a unit when value × predicted uplift exceeds the
-    cost) is preferred over the best k chosen on the same held-out data; it is recommended only
+    cost) is preferred over the best k chosen on the same out-of-fold data; it is recommended only
     when its profit beats treating everyone with the bootstrap CI of the difference above 0.
     """
     if decision.decision != "SHIP" or not policies:

@@ -170,8 +170,12 @@ class UpliftSpec(_Strict):
     cost_per_contact: Annotated[float, Field(ge=0)] = 0.0
     #: Value of one incremental conversion: a number for every outcome, or outcome → value.
     value_per_conversion: Annotated[float, Field(ge=0)] | dict[str, Annotated[float, Field(ge=0)]] = 1.0
-    #: Share of units held out for evaluation (split stratified by arm × outcome).
-    test_size: Annotated[float, Field(gt=0.05, lt=0.95)] = 0.4
+    #: Cross-fitting folds K: every unit is scored by the models fitted on the other K − 1
+    #: folds (stratified by arm × primary outcome) and evaluated out of fold.
+    folds: Annotated[int, Field(ge=2, le=10)] = 2
+    #: Repetitions of the K-fold deal (other seeds); a unit's score is the mean of its R
+    #: out-of-fold predictions (averages away model variance).
+    repeats: Annotated[int, Field(ge=1, le=20)] = 3
     seed: int = 20261122
     n_bootstrap: Annotated[int, Field(ge=0, le=5000)] = 200
     #: |predicted uplift| above which a unit is a persuadable (+) or a sleeping dog (−).

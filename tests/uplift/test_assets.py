@@ -1,5 +1,6 @@
 """The uplift assets against real Postgres: a small synthetic world through dbt, Hillstrom as
-a declared file, then the `uplift` group materialized twice (a rerun replaces)."""
+a declared file, then the `uplift` group materialized twice (a rerun replaces), cross-fitted
+over the specs' default two folds."""
 
 from __future__ import annotations
 
@@ -52,11 +53,20 @@ def test_uplift_group_materializes_and_reruns_replace(loaded, conn):
     models = db.read_frame(conn, "select * from results.uplift_models order by experiment_id, arm, metric, learner")
     winback = models.filter(models["experiment_id"] == "winback_email")
     assert set(winback["learner"]) == {*LEARNERS, "oracle", "covariate_ceiling"}
-    assert winback["n_test"].min() > 500 and (winback["n_train"] > winback["n_test"]).all()
-    # every CI brackets its point estimate
+    # cross-fitted: every unit of the experiment is scored out of fold and evaluated
+    n_units = conn.execute(
+        "select count(*) from marts.fct_unit_metrics where experiment_id = 'winback_email'").fetchone()[0]
+    assert n_units > 1000 and (winback["n_test"] == n_units).all() and (winback["n_folds"] == 2).all()
+    assert (winback["n_repeats"] == 3).all()  # the specs repeat the 2-fold deal three times
+    assert (abs(winback["n_train"] - n_units / 2) <= 1).all()  # each fold model saw the other half
+    # every CI brackets its point estimate; the simultaneous band (learners only) contains the marginal one
     for r in models.to_dicts():
         assert r["qini_ci_low"] <= r["qini"] <= r["qini_ci_high"], r
         assert r["auuc_ci_low"] <= r["auuc"] <= r["auuc_ci_high"], r
+        if r["learner"] in LEARNERS:
+            assert r["qini_simul_ci_low"] < r["qini"] < r["qini_simul_ci_high"], r
+        else:
+            assert r["qini_simul_ci_low"] is None, r
     oracle = winback.filter(winback["learner"] == "oracle").row(0, named=True)
     assert oracle["oracle_share"] == pytest.approx(1.0) and oracle["qini"] > 0
     learned = winback.filter(winback["learner"].is_in(LEARNERS))
@@ -70,7 +80,10 @@ def test_uplift_group_materializes_and_reruns_replace(loaded, conn):
         "select count(*), count(distinct unit_id) from results.uplift_scores where experiment_id = 'winback_email'"
     ).fetchone()
     n_test = int(winback["n_test"][0])
-    assert n_scores == (n_test * 8, n_test)  # held-out units only, 6 learners + 2 references
+    assert n_scores == (n_test * 8, n_test)  # every unit once per learner: 6 learners + 2 references
+    folds = conn.execute("select fold, count(*) from results.uplift_scores where experiment_id = 'winback_email' "
+                         "and learner = 't_learner' group by fold order by fold").fetchall()
+    assert [f for f, _ in folds] == [0, 1] and abs(folds[0][1] - folds[1][1]) <= 2
 
     policy = db.read_frame(conn, "select * from results.targeting_policy where experiment_id = 'winback_email'")
     top_k = policy.filter((policy["policy"] == "top_k") & (policy["learner"] == "t_learner"))

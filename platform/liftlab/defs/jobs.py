@@ -37,8 +37,8 @@ causal_studies_job = dg.define_asset_job(
 uplift_models_job = dg.define_asset_job(
     "uplift_models",
     selection=dg.AssetSelection.groups("uplift"),
-    description="Fit the uplift learners for every spec with an uplift block, evaluate them on held-out "
-    "units, and write the targeting policy and the segments.",
+    description="Fit the uplift learners for every spec with an uplift block, evaluate them out of fold "
+    "(cross-fitted, every unit), and write the targeting policy and the segments.",
 )
 
 #: Unpartitioned study jobs that run after each build, before the decisions.

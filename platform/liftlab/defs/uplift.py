@@ -1,9 +1,11 @@
 """Uplift layer: who to target, not only whether the treatment works on average.
 
 For every spec with an ``uplift:`` block, each non-baseline arm is modelled against the
-baseline with S/T/X/R/DR meta-learners (causalml) and a class-transformation baseline on an
-honest split; the held-out units give Qini/AUUC with bootstrap CIs, the oracle share
-(synthetic data), calibration by decile, the targeting economics and the segments.
+baseline with S/T/X/R/DR meta-learners (causalml) and a class-transformation baseline,
+cross-fitted over K folds (``liftlab.uplift.analysis``): every unit is scored by models that
+never saw it, and all units give Qini/AUUC with bootstrap CIs (and a simultaneous band over
+the learners, for the best one), the oracle share (synthetic data), calibration by decile,
+the targeting economics and the segments.
 causalml and scikit-learn are imported inside the asset functions only.
 """
 
@@ -20,12 +22,12 @@ from liftlab.specs import load_specs
 
 MODEL_COLUMNS = [
     "experiment_id", "arm", "baseline", "metric", "learner", "base_model", "is_best", "qini", "qini_ci_low",
-    "qini_ci_high", "auuc", "auuc_ci_low", "auuc_ci_high", "oracle_qini", "oracle_share", "expected_oracle_share",
+    "qini_ci_high", "qini_simul_ci_low", "qini_simul_ci_high", "auuc", "auuc_ci_low", "auuc_ci_high", "oracle_qini", "oracle_share", "expected_oracle_share",
     "uplift_at_10", "uplift_at_20", "uplift_at_30", "uplift_at_50", "calibration_slope", "calibration_gap",
-    "n_train", "n_test", "fit_seconds", "n_base_fits", "run_id",
+    "n_train", "n_test", "n_folds", "n_repeats", "fit_seconds", "n_base_fits", "run_id",
 ]
 SCORE_COLUMNS = [
-    "experiment_id", "arm", "metric", "learner", "unit_id", "variant", "treated", "outcome",
+    "experiment_id", "arm", "metric", "learner", "unit_id", "variant", "fold", "treated", "outcome",
     "predicted_uplift", "predicted_control", "segment", "run_id",
 ]
 DECILE_COLUMNS = [
@@ -51,6 +53,8 @@ class UpliftRunConfig(dg.Config):
     experiments: list[str] = []  # empty → every spec with an uplift block
     learners: list[str] = []  # empty → the spec's learners
     n_bootstrap: int | None = None  # None → the spec's n_bootstrap
+    n_folds: int | None = None  # None → the spec's folds
+    n_repeats: int | None = None  # None → the spec's repeats
 
 
 def uplift_specs(experiments: list[str] | None = None):
@@ -106,9 +110,10 @@ def _plot_qini(curves: pl.DataFrame, title: str, path) -> None:
                      deps=[["marts", "fct_unit_metrics"], ["raw", "users"], ["raw", "user_files"],
                            ["truth", "unit_effects"], ["raw", "experiment_specs"]],
                      description="Per experiment × arm × outcome × learner (S/T/X/R/DR, class transformation): "
-                     "held-out Qini coefficient and AUUC with bootstrap CIs, uplift at k, calibration, oracle share."),
+                     "cross-fitted (out-of-fold) Qini coefficient and AUUC with bootstrap CIs, the simultaneous "
+                     "band over learners, uplift at k, calibration, oracle share."),
         dg.AssetSpec(["results", "uplift_scores"], group_name="uplift", kinds={"postgres"}, owners=[OWNER],
-                     description="Predicted uplift and segment of every held-out unit by every learner."),
+                     description="Out-of-fold predicted uplift and segment of every unit by every learner (and the fold that scored it)."),
         dg.AssetSpec(["results", "uplift_deciles"], group_name="uplift", kinds={"postgres"}, owners=[OWNER],
                      description="Calibration: mean predicted vs realised uplift per decile of the ranking."),
         dg.AssetSpec(["results", "uplift_explanations"], group_name="uplift", kinds={"postgres"}, owners=[OWNER],
@@ -121,11 +126,16 @@ def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, 
     from liftlab.uplift_io import load_units, uplift_features
 
     # The environment can narrow every run too (tests and quick demos): LIFTLAB_UPLIFT_LEARNERS
-    # (comma-separated) and LIFTLAB_UPLIFT_BOOTSTRAP; run config wins over both.
+    # (comma-separated), LIFTLAB_UPLIFT_BOOTSTRAP, LIFTLAB_UPLIFT_FOLDS and LIFTLAB_UPLIFT_REPEATS;
+    # run config wins.
     env_learners = [x for x in os.environ.get("LIFTLAB_UPLIFT_LEARNERS", "").split(",") if x]
     env_boot = os.environ.get("LIFTLAB_UPLIFT_BOOTSTRAP")
+    env_folds = os.environ.get("LIFTLAB_UPLIFT_FOLDS")
     learners_override = config.learners or env_learners
     boot_override = config.n_bootstrap if config.n_bootstrap is not None else (int(env_boot) if env_boot else None)
+    folds_override = config.n_folds if config.n_folds is not None else (int(env_folds) if env_folds else None)
+    env_repeats = os.environ.get("LIFTLAB_UPLIFT_REPEATS")
+    repeats_override = config.n_repeats if config.n_repeats is not None else (int(env_repeats) if env_repeats else None)
     specs = uplift_specs(config.experiments)
     tables = {"models": [], "scores": [], "deciles": [], "explanations": []}
     plots = {}
@@ -141,7 +151,8 @@ def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, 
             result = analyse_experiment(
                 units, experiment_id=spec.id, baseline=spec.baseline, arms=arms, outcomes=up.outcomes,
                 features=list(uplift_features(spec)), learners=learners_override or up.learners,
-                backend=up.base_model, test_size=up.test_size, seed=up.seed,
+                backend=up.base_model, n_folds=folds_override or up.folds,
+                n_repeats=repeats_override or up.repeats, seed=up.seed,
                 n_boot=boot_override if boot_override is not None else up.n_bootstrap,
                 min_uplift=up.segment_min_uplift, log=context.log.info,
             )
@@ -165,13 +176,14 @@ def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, 
     frames = {k: pl.concat(v, how="vertical_relaxed") if v else pl.DataFrame() for k, v in tables.items()}
     models = frames["models"]
     preview = models.select("experiment_id", "arm", "metric", "learner", "qini", "qini_ci_low", "qini_ci_high",
-                            "auuc", "oracle_share", "uplift_at_30", "fit_seconds") if not models.is_empty() else models
+                            "qini_simul_ci_low", "qini_simul_ci_high", "auuc", "oracle_share", "uplift_at_30", "fit_seconds") if not models.is_empty() else models
     best = models.filter(pl.col("is_best")) if not models.is_empty() else models
     yield dg.MaterializeResult(asset_key=["results", "uplift_models"], metadata={
         "dagster/row_count": models.height, "experiments": [s.id for s in specs],
         "models": dg.MetadataValue.md(markdown_table(preview, max_rows=60)),
         **{f"best/{r['experiment_id']}/{r['arm']}/{r['metric']}": f"{r['learner']} qini={r['qini']:.5f} "
-           f"[{r['qini_ci_low']:.5f}, {r['qini_ci_high']:.5f}]" + (f" oracle share {r['oracle_share']:.2f}" if r["oracle_share"] is not None else "")
+           f"[{r['qini_ci_low']:.5f}, {r['qini_ci_high']:.5f}], simultaneous over learners "
+           f"[{r['qini_simul_ci_low']:.5f}, {r['qini_simul_ci_high']:.5f}]" + (f" oracle share {r['oracle_share']:.2f}" if r["oracle_share"] is not None else "")
            for r in best.to_dicts()},
         **plots,
     })
@@ -213,6 +225,7 @@ def _plot_policy(tables: dict[str, pl.DataFrame], title: str, path) -> None:
     "learner (every k), the best k, the break-even rule, treating everyone and no one (spec economics).",
 )
 def targeting_policy(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    from liftlab.uplift.evaluation import bootstrap_count_matrix
     from liftlab.uplift.policy import compare_with_blanket, policy_table
     from liftlab.uplift_io import load_scores
 
@@ -230,10 +243,17 @@ def targeting_policy(context: dg.AssetExecutionContext, postgres: PostgresResour
             for (arm, metric), group in scores.group_by("arm", "metric", maintain_order=True):
                 value, cost = up.value_of(metric), up.cost_per_contact
                 curves_for_plot = {}
+                # every learner scored the same units (sorted by unit_id): one set of draws for all
+                units = group.filter(pl.col("learner") == group["learner"][0])["unit_id"]
+                counts = bootstrap_count_matrix(units.len(), up.n_bootstrap, up.seed)
                 for (learner,), g in group.group_by("learner", maintain_order=True):
+                    if not g["unit_id"].equals(units):
+                        raise dg.Failure(f"{experiment_id} {arm} {metric}: {learner} scored other units than "
+                                         f"{group['learner'][0]}")
                     args = (g["predicted_uplift"].to_numpy(), g["treated"].to_numpy(), g["outcome"].to_numpy())
                     table = policy_table(*args, value=value, cost=cost)
-                    summary = compare_with_blanket(*args, value=value, cost=cost, n_boot=up.n_bootstrap, seed=up.seed)
+                    summary = compare_with_blanket(*args, value=value, cost=cost, n_boot=up.n_bootstrap, seed=up.seed,
+                                                   counts=counts)
                     curves_for_plot[learner] = table
                     n = g.height
                     key = dict(experiment_id=experiment_id, arm=arm, metric=metric, learner=learner, n_units=n,
@@ -265,7 +285,7 @@ def targeting_policy(context: dg.AssetExecutionContext, postgres: PostgresResour
     kinds={"python", "postgres"},
     owners=[OWNER],
     description="Persuadables, sure things, lost causes and sleeping dogs per learner: counts, realised "
-    "held-out uplift with CI and, on synthetic data, agreement with the true types.",
+    "out-of-fold uplift with CI and, on synthetic data, agreement with the true types.",
 )
 def uplift_segments(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     from liftlab.uplift import segments as seg

@@ -82,13 +82,15 @@ def uplift_section(conn: psycopg.Connection, data: ReportData) -> None:
         return
     best = read_frame(
         conn,
-        "select arm, metric, learner, qini, qini_ci_low, qini_ci_high, auuc, oracle_share, n_train, n_test "
+        "select arm, metric, learner, qini, qini_ci_low, qini_ci_high, qini_simul_ci_low, qini_simul_ci_high, "
+        "auuc, oracle_share, n_train, n_test, n_folds "
         "from results.uplift_models where experiment_id = %s and is_best order by arm, metric",
         (data.experiment_id,),
     )
     if best.is_empty():
         return
-    data.extra_tables.append(("Uplift: best learner per arm and outcome (held-out)", best))
+    data.extra_tables.append(("Uplift: best learner per arm and outcome (cross-fitted, every unit scored "
+                              "out of fold; qini_simul_ci: band over all learners, valid for the best)", best))
     folder = config.reports_dir() / "uplift"
     for kind in ("qini", "policy"):
         for path in sorted(folder.glob(f"{kind}_{data.experiment_id}_*.png")):

@@ -7,10 +7,11 @@ scikit-learn, LightGBM) are imported inside the functions that fit.
 * :mod:`.features` — the pre-treatment guard and the feature encoding;
 * :mod:`.learners` — S/T/X/R/DR meta-learners (causalml) and the class transformation;
 * :mod:`.evaluation` — Qini and gain curves, Qini coefficient, AUUC, uplift at k, deciles,
-  calibration, the oracle and vectorised bootstrap CIs;
+  calibration, the oracle, vectorised (paired) bootstrap CIs and the simultaneous band over
+  learners;
 * :mod:`.policy` — profit of targeting the top k % under a cost per contact and a value
   per conversion;
 * :mod:`.segments` — persuadables / sure things / lost causes / sleeping dogs;
 * :mod:`.explain` — permutation importance of the features for the predicted uplift;
-* :mod:`.analysis` — one experiment × arm × outcome end to end.
+* :mod:`.analysis` — one experiment end to end, cross-fitted: every unit scored out of fold.
 """

@@ -1,11 +1,50 @@
-"""One experiment end to end, without a database: split, fit, predict, evaluate, explain.
+"""One experiment end to end, without a database: cross-fit, predict, evaluate, explain.
 
 Input: a polars frame with one row per unit — ``unit_id``, ``variant``, the feature
 columns, the outcome columns and, on synthetic data, ``true_cate__<outcome>`` /
-``true_type`` (the oracle). The **honest split** is made once per experiment, stratified
-by variant × primary outcome (seeded), so every arm, outcome and learner is evaluated on the
-same held-out units, which no model has seen. Each non-baseline arm is modelled against the
-baseline on arm ∪ baseline units.
+``true_type`` (the oracle). Each non-baseline arm is modelled against the baseline on
+arm ∪ baseline units.
+
+**Cross-fitted evaluation.** The units are dealt once per experiment into K folds,
+stratified by variant × the binary outcomes (seeded: :func:`crossfit_folds`), so every arm,
+outcome and learner uses the same folds. For each fold k every learner is fitted on the
+other K − 1 folds and predicts the units of fold k: each unit gets an *out-of-fold* score
+from a model that never saw it. The Qini/AUUC, uplift at k, deciles, the targeting policy
+and the segments are then computed on the pooled out-of-fold scores of **all** units,
+instead of on a single hold-out (sample splitting and cross-fitting: Chernozhukov et al.
+2018, "Double/debiased machine learning", Econometrics J. 21, §3; for evaluating uplift
+rankings: Imai & Li 2025, J. Business & Economic Statistics, "Statistical inference for
+heterogeneous treatment effects discovered by generic machine learning in randomized
+experiments", §4). Pooling K rankings assumes the fold models put their scores on one scale;
+they are the same learner with the same settings on nearly the same data, so they do.
+
+**What the confidence intervals mean.** Bootstrap over units of the pooled out-of-fold
+scores (:mod:`.evaluation`): the fold models are held fixed, so an interval is about this
+ranking on these units — "does targeting by these fitted models beat random here?" — not
+about the learner refitted on a new sample (see the caveat in :mod:`.evaluation`).
+
+**Choosing the best learner honestly.** ``is_best`` marks the learner with the highest
+out-of-fold Qini. Picking the maximum of several noisy estimates inflates it (winner's
+curse), so the marginal CI of the winner is too optimistic. Every learner therefore also
+gets the sup-t *simultaneous* band over all the candidate learners of that arm × outcome
+(``qini_simul_ci_low/high``, :func:`.evaluation.simultaneous_band`, from the paired
+bootstrap): it covers all of them at once, so it stays valid for the selected one. A claim
+that the best learner beats random rests on ``qini_simul_ci_low > 0``.
+
+**Repeated cross-fitting.** With ``n_repeats`` = R > 1 the whole K-fold deal is repeated R
+times with different seeds (folds and base models), and a unit's score is the mean of its R
+out-of-fold predictions — still from models that never saw it. Averaging over splits is the
+remedy Chernozhukov et al. (2018, §3.4, "repeated sample splitting") give for the dependence
+of cross-fitted results on one random split; for a ranking it averages away model variance
+(bagging: Breiman 1996, Machine Learning 24), which dominates when the heterogeneity is weak.
+The intervals still hold all R·K fitted models fixed.
+
+Columns of the model rows: ``n_test`` = units scored out of fold (all arm ∪ baseline
+units); ``n_train`` = units each fold model was fitted on (the mean over folds, ≈
+(K − 1)/K·n_test); ``n_folds`` = K, ``n_repeats`` = R; ``fit_seconds`` and ``n_base_fits``
+add up the R·K fits. The scores table keeps each unit's fold of the first repetition.
+The references ``oracle`` (sorting by the true CATE) and ``covariate_ceiling`` (a
+cross-fitted regression of the true CATE on the features) are scored on the same units.
 """
 
 from __future__ import annotations
@@ -20,6 +59,11 @@ from liftlab.uplift import evaluation as ev
 from liftlab.uplift import segments as seg
 from liftlab.uplift.features import encode
 from liftlab.uplift.learners import fit_learner, fit_outcome_model
+
+
+#: Rows of the permutation importance per arm × outcome, split over the fold models (each
+#: repeat predicts every feature's permutation: ~40 predictions of these rows).
+EXPLAIN_ROWS = 3000
 
 
 @dataclass
@@ -37,90 +81,135 @@ class UpliftResult:
         return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
 
 
-def honest_split(variant: np.ndarray, y: np.ndarray | None, test_size: float, seed: int) -> np.ndarray:
-    """Boolean mask of held-out units, stratified by variant × outcome (binary outcomes)."""
-    from sklearn.model_selection import train_test_split
+def crossfit_folds(variant: np.ndarray, outcomes: Sequence[np.ndarray], n_folds: int, seed: int) -> np.ndarray:
+    """Fold number (0..K−1) of every unit: stratified K-fold, shuffled with ``seed``.
+
+    The strata are the variant × the joint values of every binary outcome (continuous
+    outcomes are left out), so each fold holds its share of every arm and of the events of
+    every outcome — a rare outcome (1 % conversions) gets the same number of events in every
+    fold's training set."""
+    from sklearn.model_selection import StratifiedKFold
 
     strata = np.asarray(variant, dtype=str).astype(object)
-    if y is not None and np.isin(np.unique(y), (0.0, 1.0)).all():
-        strata = strata + "|" + np.asarray(y, dtype=int).astype(str)
-    idx = np.arange(len(strata))
-    _, test_idx = train_test_split(idx, test_size=test_size, random_state=seed, stratify=strata)
-    mask = np.zeros(len(strata), dtype=bool)
-    mask[test_idx] = True
-    return mask
+    for y in outcomes:
+        y = np.asarray(y, dtype=np.float64)
+        if np.isin(np.unique(y), (0.0, 1.0)).all():
+            strata = strata + "|" + y.astype(int).astype(str)
+    folds = np.empty(len(strata), dtype=np.int64)
+    splitter = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    for k, (_, held) in enumerate(splitter.split(np.zeros(len(strata)), strata)):
+        folds[held] = k
+    return folds
 
 
 def analyse_experiment(
     frame: pl.DataFrame, *, experiment_id: str, baseline: str, arms: Sequence[str], outcomes: Sequence[str],
-    features: Sequence[str], learners: Sequence[str], backend: str = "lightgbm", test_size: float = 0.4,
-    seed: int = 0, n_boot: int = 200, min_uplift: float = 0.05, explain: bool = True, log=lambda *_: None,
+    features: Sequence[str], learners: Sequence[str], backend: str = "lightgbm", n_folds: int = 2,
+    n_repeats: int = 1, seed: int = 0, n_boot: int = 200, min_uplift: float = 0.05, explain: bool = True,
+    log=lambda *_: None,
 ) -> UpliftResult:
     from liftlab.uplift.explain import permutation_importance
 
     frame = frame.sort("unit_id")  # the input order never matters
     enc = encode(frame, features)
     variant = frame["variant"].to_numpy().astype(str)
-    test = honest_split(variant, frame[outcomes[0]].cast(pl.Float64).to_numpy(), test_size, seed)
+    ys = [frame[o].cast(pl.Float64).to_numpy() for o in outcomes]
+    # repetition r deals its own folds and seeds its models with seed + r
+    folds_by_rep = [crossfit_folds(variant, ys, n_folds, seed + r) for r in range(n_repeats)]
+    unit_ids = frame["unit_id"].cast(pl.Utf8).to_numpy()
     result = UpliftResult()
     for arm in arms:
         in_arm = (variant == arm) | (variant == baseline)
-        tr, te = in_arm & ~test, in_arm & test
-        t_all = (variant == arm).astype(int)
+        X = enc.X[in_arm]
+        fold = folds_by_rep[0][in_arm]  # the first repetition's folds: stored with the scores, used to explain
+        t = (variant[in_arm] == arm).astype(int)
+        n = len(t)
         for outcome in outcomes:
-            y_all = frame[outcome].cast(pl.Float64).to_numpy()
-            Xtr, ttr, ytr = enc.X[tr], t_all[tr], y_all[tr]
-            Xte, tte, yte = enc.X[te], t_all[te], y_all[te]
-            p = float(ttr.mean())
-            p0 = fit_outcome_model(Xtr[ttr == 0], ytr[ttr == 0], backend=backend, seed=seed)(Xte)
+            y = frame[outcome].cast(pl.Float64).to_numpy()[in_arm]
             oracle_col = f"true_cate__{outcome}"
-            tau_true = frame[oracle_col].to_numpy()[te] if oracle_col in frame.columns else None
-            has_oracle = tau_true is not None and not np.isnan(tau_true.astype(float)).any()
-            oracle_qini = ev.qini_coefficient(tau_true, tte, yte) if has_oracle else None
-            rows, preds, fitted = [], {}, {}
-            for name in learners:
-                log(f"{experiment_id} {arm} {outcome}: fitting {name} on {len(ytr):,} units")
-                model = fit_learner(name, Xtr, ttr, ytr, backend=backend, seed=seed, p=p)
-                tau = model.predict(Xte)
-                preds[name], fitted[name] = tau, model
-                rows.append(_score_row(name, tau, tte, yte, n_boot, seed, oracle_qini, model.fit_seconds, model.n_base_fits,
-                                       tau_true.astype(float) if has_oracle else None))
-            if has_oracle:
-                rows.append(_score_row("oracle", tau_true.astype(float), tte, yte, n_boot, seed, oracle_qini, None, 0,
-                                       tau_true.astype(float)))
-                preds["oracle"] = tau_true.astype(float)
-                # The best a ranking by the covariates can do: a regression of the *true* CATE on X
-                # (training units). Not a learner (it needs the truth): the ceiling the learners face
-                # when the true CATE also depends on unobserved traits.
-                from liftlab.uplift.learners import base_model
+            tau_true = frame[oracle_col].to_numpy()[in_arm].astype(float) if oracle_col in frame.columns else None
+            has_oracle = tau_true is not None and not np.isnan(tau_true).any()
+            preds = {name: np.zeros(n) for name in learners}
+            p0 = np.zeros(n)
+            ceiling = np.zeros(n) if has_oracle else None
+            fitted: dict[str, list] = {name: [] for name in learners}
+            seconds = dict.fromkeys(learners, 0.0)
+            base_fits = dict.fromkeys(learners, 0)
+            n_train = []
+            for r in range(n_repeats):
+                rep_fold, rep_seed = folds_by_rep[r][in_arm], seed + r
+                for k in range(n_folds):
+                    held, tr = rep_fold == k, rep_fold != k
+                    Xtr, ttr, ytr = X[tr], t[tr], y[tr]
+                    n_train.append(int(tr.sum()))
+                    p = float(ttr.mean())  # the known allocation share among the fold's training units
+                    p0[held] += fit_outcome_model(Xtr[ttr == 0], ytr[ttr == 0], backend=backend,
+                                                  seed=rep_seed)(X[held]) / n_repeats
+                    for name in learners:
+                        log(f"{experiment_id} {arm} {outcome}: repeat {r + 1}/{n_repeats}, fold {k + 1}/{n_folds}, "
+                            f"fitting {name} on {len(ytr):,} units")
+                        model = fit_learner(name, Xtr, ttr, ytr, backend=backend, seed=rep_seed, p=p)
+                        preds[name][held] += model.predict(X[held]) / n_repeats
+                        if r == 0:
+                            fitted[name].append((model, held))
+                        seconds[name] += model.fit_seconds
+                        base_fits[name] += model.n_base_fits
+                    if has_oracle:
+                        # The best a ranking by the covariates can do: a regression of the *true* CATE on X
+                        # (training folds). Not a learner (it needs the truth): the ceiling the learners face
+                        # when the true CATE also depends on unobserved traits.
+                        from liftlab.uplift.learners import base_model
 
-                truth_tr = frame[oracle_col].to_numpy()[tr].astype(float)
-                ceiling = base_model("regressor", backend, seed).fit(Xtr, truth_tr).predict(Xte)
-                rows.append(_score_row("covariate_ceiling", ceiling, tte, yte, n_boot, seed, oracle_qini, None, 1,
-                                       tau_true.astype(float)))
-                preds["covariate_ceiling"] = ceiling
+                        ceiling[held] += base_model("regressor", backend, rep_seed).fit(
+                            Xtr, tau_true[tr]).predict(X[held]) / n_repeats
+            oracle_qini = ev.qini_coefficient(tau_true, t, y) if has_oracle else None
+            names = list(learners)
+            boot = ev.bootstrap_many([preds[name] for name in names], t, y, n_boot=n_boot, seed=seed)
+            rows = [_score_row(name, preds[name], t, y, boot["qini"][:, j], boot["auuc"][:, j], oracle_qini,
+                               seconds[name], base_fits[name], tau_true if has_oracle else None)
+                    for j, name in enumerate(names)]
+            lo, hi, _ = ev.simultaneous_band([r["qini"] for r in rows], boot["qini"])
+            for r, a, b in zip(rows, lo, hi):
+                r["qini_simul_ci_low"], r["qini_simul_ci_high"] = float(a), float(b)
+            if has_oracle:
+                refs = {"oracle": tau_true, "covariate_ceiling": ceiling}
+                ref_boot = ev.bootstrap_many(list(refs.values()), t, y, n_boot=n_boot, seed=seed)
+                for j, (name, score) in enumerate(refs.items()):
+                    rows.append(_score_row(name, score, t, y, ref_boot["qini"][:, j], ref_boot["auuc"][:, j],
+                                           oracle_qini, None, 0 if name == "oracle" else n_folds * n_repeats,
+                                           tau_true))
+                    preds[name] = score
             best = max((r for r in rows if r["learner"] in learners), key=lambda r: r["qini"])["learner"]
             base = dict(experiment_id=experiment_id, arm=arm, metric=outcome, baseline=baseline,
-                        n_train=int(tr.sum()), n_test=int(te.sum()), base_model=backend)
+                        n_train=int(round(np.mean(n_train))), n_test=n, n_folds=n_folds, n_repeats=n_repeats,
+                        base_model=backend)
             for r in rows:
                 result.models.append({**base, **r, "is_best": r["learner"] == best})
-            units = frame["unit_id"].cast(pl.Utf8).to_numpy()[te]
             for name, tau in preds.items():
                 segment = seg.assign(tau, p0, min_uplift)
                 result.scores.append(pl.DataFrame({
                     "experiment_id": experiment_id, "arm": arm, "metric": outcome, "learner": name,
-                    "unit_id": units, "variant": variant[te], "treated": tte.astype(np.int16),
-                    "outcome": yte, "predicted_uplift": tau, "predicted_control": p0,
+                    "unit_id": unit_ids[in_arm], "variant": variant[in_arm], "fold": fold.astype(np.int16),
+                    "treated": t.astype(np.int16), "outcome": y, "predicted_uplift": tau, "predicted_control": p0,
                     "segment": segment.astype(str),
                 }))
-                result.curves.append(ev.curve_frame(tau, tte, yte).with_columns(
+                result.curves.append(ev.curve_frame(tau, t, y).with_columns(
                     pl.lit(experiment_id).alias("experiment_id"), pl.lit(arm).alias("arm"),
                     pl.lit(outcome).alias("metric"), pl.lit(name).alias("learner")))
-                result.deciles.append(ev.by_decile(tau, tte, yte).with_columns(
+                result.deciles.append(ev.by_decile(tau, t, y).with_columns(
                     pl.lit(experiment_id).alias("experiment_id"), pl.lit(arm).alias("arm"),
                     pl.lit(outcome).alias("metric"), pl.lit(name).alias("learner")))
             if explain:
-                imp = permutation_importance(fitted[best].predict, Xte, enc.groups(), seed=seed)
+                # Each fold model of the best learner on the units it did not see (an equal share of
+                # a 3,000-row budget per fold); pooled over folds × repeats.
+                parts = [permutation_importance(model.predict, X[held], enc.groups(), seed=seed + k,
+                                                max_rows=-(-EXPLAIN_ROWS // n_folds))
+                         for k, (model, held) in enumerate(fitted[best])]
+                imp = pl.concat(parts).group_by("feature").agg(
+                    pl.col("importance").mean().alias("mean"),
+                    # total variance over folds × repeats: within-fold var + between-fold var
+                    ((pl.col("importance_sd") ** 2).mean() + pl.col("importance").var(ddof=0)).sqrt().alias("sd"),
+                ).rename({"mean": "importance", "sd": "importance_sd"}).sort("importance", descending=True)
                 result.explanations.append(imp.with_columns(
                     pl.lit(experiment_id).alias("experiment_id"), pl.lit(arm).alias("arm"),
                     pl.lit(outcome).alias("metric"), pl.lit(best).alias("learner")))
@@ -140,16 +229,16 @@ def _expected_share(score, tau_true) -> float:
     return _expected_area(score, tau_true) / _expected_area(tau_true, tau_true)
 
 
-def _score_row(name, tau, t, y, n_boot, seed, oracle_qini, fit_seconds, n_fits, tau_true=None) -> dict:
+def _score_row(name, tau, t, y, boot_qini, boot_auuc, oracle_qini, fit_seconds, n_fits, tau_true=None) -> dict:
     c = ev.curves(tau, t, y)
-    boot = ev.bootstrap_scores(tau, t, y, n_boot=n_boot, seed=seed)
-    qlo, qhi = ev.percentile_ci(boot["qini"])
-    alo, ahi = ev.percentile_ci(boot["auuc"])
+    qlo, qhi = ev.percentile_ci(boot_qini)
+    alo, ahi = ev.percentile_ci(boot_auuc)
     cal = ev.calibration(ev.by_decile(tau, t, y))
     q = float(c.qini_coefficient()[0])
     at = {f"uplift_at_{int(f * 100)}": float(c.at_fraction(c.uplift, f)[0]) for f in (0.1, 0.2, 0.3, 0.5)}
     return {
         "learner": name, "qini": q, "qini_ci_low": qlo, "qini_ci_high": qhi,
+        "qini_simul_ci_low": None, "qini_simul_ci_high": None,
         "auuc": float(c.auuc()[0]), "auuc_ci_low": alo, "auuc_ci_high": ahi,
         "oracle_qini": oracle_qini, "oracle_share": (q / oracle_qini) if oracle_qini else None,
         "expected_oracle_share": _expected_share(tau, tau_true) if tau_true is not None else None,

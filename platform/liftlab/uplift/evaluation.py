@@ -1,7 +1,11 @@
-"""Evaluation of an uplift ranking on held-out data: curves, scores, oracle, bootstrap CIs.
+"""Evaluation of an uplift ranking on units no model saw: curves, scores, oracle, bootstrap CIs.
 
-Notation. Held-out units are sorted by predicted uplift, highest first (a stable sort: ties
-keep their order, which is random after the shuffled split). For the top k units (k = 0..n)
+The units evaluated are scored **out of fold** (see :mod:`.analysis`): each unit's predicted
+uplift comes from a model fitted without it. Nothing here depends on how the scores were
+made; every function takes a score per unit, its treatment indicator and its outcome.
+
+Notation. Units are sorted by predicted uplift, highest first (a stable sort: ties keep
+their order, which is the unit order). For the top k units (k = 0..n)
 let N_T(k), N_C(k) be the numbers of treated and control units and Y_T(k), Y_C(k) the sums
 of their outcomes.
 
@@ -28,12 +32,25 @@ of their outcomes.
   weighted least-squares slope of realised on predicted decile uplift (1 = calibrated).
 * **Oracle**: the same curves and scores with the units sorted by their *true* CATE
   (synthetic data only); a learner's ``oracle_share`` is its Qini coefficient divided by
-  the oracle's, both on the same held-out outcomes.
+  the oracle's, both on the same units and outcomes.
 
-Bootstrap CIs resample the held-out units with replacement (B draws). Units are sorted
+Bootstrap CIs resample the evaluated units with replacement (B draws). Units are sorted
 once; a draw is a vector of counts (how often each unit is drawn, from an index matrix),
 and every curve is a cumulative sum of count-weighted terms: a B × n matrix computed in
-chunks of draws, with no loop over units. Percentile intervals.
+chunks of draws, with no loop over units. Percentile intervals. Several rankings of the
+same units are resampled with the *same* draws (:func:`bootstrap_many`: paired), which the
+simultaneous band over learners (:func:`simultaneous_band`) needs.
+
+What the intervals condition on: the scores are fixed, so the bootstrap measures the
+sampling noise of the *evaluation* (which units, which outcomes) given the fitted models,
+not the variability of refitting the models on another sample. With cross-fitted scores the
+units of a fold share one fitted model, and the interval ignores that dependence (Bates,
+Hastie & Tibshirani 2024, "Cross-validation: what does it estimate and how well does it do
+it?", JASA 119, show that such naive intervals can under-cover the refitting variability;
+Imai & Li, "Statistical inference for heterogeneous treatment effects discovered
+by generic machine learning in randomized experiments", J. Business & Economic Statistics
+2025, give the extra variance term for cross-fitted estimates). The
+question answered is "does *this* ranking target better than random on these units?".
 """
 
 from __future__ import annotations
@@ -192,17 +209,94 @@ def bootstrap_counts(n: int, n_boot: int, seed: int, chunk: int = 25) -> Iterato
         done += b
 
 
+def bootstrap_count_matrix(n: int, n_boot: int, seed: int) -> np.ndarray:
+    """All B draws of :func:`bootstrap_counts` as one (B, n) matrix of small integers (int32),
+    for reuse across several rankings of the same units."""
+    parts = [c.astype(np.int32) for c in bootstrap_counts(n, n_boot, seed)]
+    return np.vstack(parts) if parts else np.zeros((0, n), dtype=np.int32)
+
+
+def _weighted_areas(t: np.ndarray, ty: np.ndarray, cy: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Qini coefficient and AUUC for each row of count weights ``w`` (b, n) over sorted units
+    with treatment ``t``, t·y and (1 − t)·y: :meth:`Curves.qini_coefficient` and
+    :meth:`Curves.auuc` with fewer (b, n) temporaries, for the bootstrap.
+
+    Uses Σ_i w_i·k_i = ((Σ w)² + Σ w²)/2 for the random-line term (k_i = Σ_{j≤i} w_j)."""
+    k = np.cumsum(w, axis=1)
+    nt = np.cumsum(w * t, axis=1)
+    yt = np.cumsum(w * ty, axis=1)
+    yc = np.cumsum(w * cy, axis=1)
+    nc = k - nt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rc = np.where(nc > 0, yc / nc, 0.0)  # control mean (0 while no control yet)
+        rt = np.where(nt > 0, yt / nt, 0.0)
+    q = yt - rc * nt  # Qini curve Q(k)
+    n = k[:, -1]
+    sum_wk = (n**2 + (w**2).sum(axis=1)) / 2
+    area_q = (w * q).sum(axis=1) - q[:, -1] / n * sum_wk
+    qini = area_q / ((n + 1) * n)
+    auuc = (w * (rt - rc) * k).sum(axis=1) / ((n + 1) * n)
+    return qini, auuc
+
+
+def bootstrap_many(scores, treated, y, n_boot: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
+    """Paired bootstrap of the Qini coefficient and the AUUC of several rankings of the same
+    units: ``scores`` is a sequence of L score vectors; returns arrays of shape (B, L).
+
+    Every ranking is evaluated on the same B draws of units (one count vector per draw,
+    :func:`bootstrap_counts`), so draw b of learner j and draw b of learner l are the same
+    resample; a learner's column equals :func:`bootstrap_scores` with the same seed."""
+    treated = np.asarray(treated, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    ranked = []
+    for s in scores:
+        order, t, yy = _sorted(s, treated, y)
+        ranked.append((order, t, t * yy, (1 - t) * yy))
+    qs, aus = [], []
+    for counts in bootstrap_counts(len(y), n_boot, seed):
+        q = np.empty((counts.shape[0], len(ranked)))
+        a = np.empty_like(q)
+        for j, (order, t, ty, cy) in enumerate(ranked):
+            q[:, j], a[:, j] = _weighted_areas(t, ty, cy, counts[:, order])
+        qs.append(q)
+        aus.append(a)
+    if not qs:
+        return {"qini": np.empty((0, len(ranked))), "auuc": np.empty((0, len(ranked)))}
+    return {"qini": np.vstack(qs), "auuc": np.vstack(aus)}
+
+
 def bootstrap_scores(score, treated, y, n_boot: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
     """Bootstrap distributions of the Qini coefficient and the AUUC (arrays of length B)."""
-    order, t, yy = _sorted(score, treated, y)
-    qs, aus = [], []
-    for counts in bootstrap_counts(len(t), n_boot, seed):
-        c = Curves.build(t, yy, counts[:, order])
-        qs.append(c.qini_coefficient())
-        aus.append(c.auuc())
-    if not qs:
-        return {"qini": np.array([]), "auuc": np.array([])}
-    return {"qini": np.concatenate(qs), "auuc": np.concatenate(aus)}
+    out = bootstrap_many([score], treated, y, n_boot=n_boot, seed=seed)
+    return {k: v[:, 0] for k, v in out.items()}
+
+
+def simultaneous_band(point, draws, alpha: float = 0.05) -> tuple[np.ndarray, np.ndarray, float]:
+    """Sup-t simultaneous confidence band for L statistics from their paired bootstrap draws.
+
+    ``point`` (L,) are the estimates and ``draws`` (B, L) their bootstrap replicates on the
+    same resamples. With s_l the bootstrap standard deviation of statistic l, the critical
+    value c is the 1 − α quantile over draws of max_l |θ*_bl − θ̂_l| / s_l, and the band is
+    θ̂_l ± c·s_l (Montiel Olea & Plagborg-Møller 2019, "Simultaneous confidence bands",
+    J. Applied Econometrics 34, §2; the max-t bootstrap of Romano & Wolf 2005, JASA 100).
+    The band covers all L true values at once with probability ≈ 1 − α, so it stays valid
+    for whichever statistic is picked afterwards, however it was picked — in particular the
+    learner with the highest estimate (Berk, Brown, Buja, Zhang & Zhao 2013, "Valid
+    post-selection inference", Ann. Statist. 41: simultaneous coverage over the candidates
+    implies coverage after any selection). Statistics with no bootstrap spread are left out
+    of the maximum (their band is the point). Returns (low, high, c)."""
+    point = np.asarray(point, dtype=np.float64)
+    draws = np.asarray(draws, dtype=np.float64)
+    if draws.shape[0] < 2:
+        nan = np.full(point.shape, np.nan)
+        return nan, nan, float("nan")
+    sd = draws.std(axis=0, ddof=1)
+    ok = sd > 0
+    if not ok.any():
+        return point.copy(), point.copy(), 0.0
+    t_max = (np.abs(draws[:, ok] - point[ok]) / sd[ok]).max(axis=1)
+    crit = float(np.quantile(t_max, 1 - alpha))
+    return point - crit * sd, point + crit * sd, crit
 
 
 def percentile_ci(draws: np.ndarray, alpha: float = 0.05) -> tuple[float, float]:

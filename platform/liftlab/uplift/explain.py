@@ -1,6 +1,7 @@
 """Which features drive the predicted uplift: grouped permutation importance.
 
-For a fitted uplift model τ̂ and held-out features X, permuting the columns of one source
+For a fitted uplift model τ̂ and the features X of units it did not see (under cross-fitting,
+each fold model on its own fold, pooled), permuting the columns of one source
 feature (all its one-hot columns together, rows shuffled jointly) gives τ̂ⱼ. Its importance
 is the share of the prediction's variance it carries,
 

@@ -1,6 +1,7 @@
 """Targeting policy: whom to contact, given a cost per contact and a value per conversion.
 
-Targeting the top k % of the held-out units by predicted uplift contacts n_k units. Its
+Targeting the top k % of the units by predicted uplift contacts n_k units (every unit carries
+its out-of-fold score, :mod:`.analysis`, so no unit is ranked by a model that saw it). Its
 **incremental conversions** are the gain curve there, G(n_k) = n_k·(Ȳ_T − Ȳ_C) over the
 top n_k (see :mod:`.evaluation`): what contacting exactly those units adds over contacting
 none of them. Then
@@ -10,18 +11,20 @@ none of them. Then
 * profit = revenue − cost, ROI = profit / cost (undefined at k = 0 or zero cost).
 
 k = 100 % is **treating everyone** (the blanket campaign) and k = 0 is **treating no one**
-(profit 0). Figures are for the held-out units and also per 1,000 units.
+(profit 0). Figures are for the units evaluated and also per 1,000 units.
 
 Two targeted policies are reported against the blanket campaign:
 
 * ``break_even`` — contact a unit when value · τ̂(x) > cost. It is fixed by the model's
-  predictions alone, before looking at held-out outcomes, so its evaluation is honest;
-* ``best_k`` — the k with the highest held-out profit. Selected on the same data it is
+  out-of-fold predictions alone, before looking at the units' outcomes, so its evaluation is
+  honest (given the learner);
+* ``best_k`` — the k with the highest realised profit. Selected on the same data it is
   evaluated on, so it is optimistic; reported as the best attainable share.
 
 The difference in profit between a targeted policy and the blanket campaign gets a
 bootstrap percentile CI from the same resampling as :func:`.evaluation.bootstrap_counts`
-(the targeted set is held fixed; each draw re-estimates both profits).
+(the targeted set is held fixed; each draw re-estimates both profits). Like the Qini CIs it
+conditions on the fitted fold models.
 """
 
 from __future__ import annotations
@@ -39,6 +42,30 @@ def _profit(c: Curves, m: np.ndarray, value: float, cost: float) -> np.ndarray:
     gain = np.where(m > 0, c.gain[rows[:, None], idx], 0.0)
     k = np.where(m > 0, c.k[rows[:, None], idx], 0.0)
     return value * gain - cost * k
+
+
+def _profit_at(t: np.ndarray, y: np.ndarray, w: np.ndarray, ms: np.ndarray, value: float, cost: float) -> np.ndarray:
+    """:func:`_profit` of ``Curves.build(t, y, w)`` at the cut points ``ms`` only (b, len(ms)).
+
+    A profit needs the weighted counts and outcome sums of the first m units, not whole
+    curves: the sums over the segments between sorted cut points are (b × segment) @
+    (segment × 4) products, accumulated — no (b, n) cumulative sums."""
+    ms = np.asarray(ms, dtype=np.int64)
+    cuts = np.unique(ms[ms > 0])
+    V = np.column_stack([np.ones_like(t), t, t * y, (1 - t) * y])
+    bounds = np.concatenate([[0], cuts])
+    parts = [w[:, a:b] @ V[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    pref = np.cumsum(np.stack(parts, axis=1), axis=1) if parts else np.zeros((w.shape[0], 0, 4))
+    k, nt, yt, yc = (pref[..., j] for j in range(4))
+    nc = k - nt
+    with np.errstate(divide="ignore", invalid="ignore"):
+        gain = (np.where(nt > 0, yt / nt, 0.0) - np.where(nc > 0, yc / nc, 0.0)) * k
+    at = {int(m): j for j, m in enumerate(cuts)}
+    out = np.zeros((w.shape[0], len(ms)))
+    for col, m in enumerate(ms):
+        if m > 0:
+            out[:, col] = value * gain[:, at[int(m)]] - cost * k[:, at[int(m)]]
+    return out
 
 
 def policy_table(score, treated, y, *, value: float, cost: float, step_pct: int = 1) -> pl.DataFrame:
@@ -65,9 +92,15 @@ def policy_table(score, treated, y, *, value: float, cost: float, step_pct: int 
 
 def compare_with_blanket(
     score, treated, y, *, value: float, cost: float, n_boot: int = 200, seed: int = 0, alpha: float = 0.05,
+    counts: np.ndarray | None = None,
 ) -> pl.DataFrame:
     """Rows ``treat_none``, ``treat_all``, ``break_even`` and ``best_k`` with profit, the
-    difference from ``treat_all`` and its bootstrap CI."""
+    difference from ``treat_all`` and its bootstrap CI.
+
+    ``counts`` (B, n), optional: the bootstrap draws as counts per unit in input order
+    (:func:`.evaluation.bootstrap_count_matrix`), to share one set of draws between the
+    learners of the same units; by default they are drawn from ``n_boot`` and ``seed``, which
+    gives the same draws."""
     score = np.asarray(score, dtype=np.float64)
     order, t, yy = _sorted(score, treated, y)
     n = len(t)
@@ -84,8 +117,9 @@ def compare_with_blanket(
     incr = np.where(ms > 0, c.gain[0, idx], 0.0)
     uplift = np.where(ms > 0, c.uplift[0, idx], np.nan)
     draws = []
-    for counts in bootstrap_counts(n, n_boot, seed):
-        draws.append(_profit(Curves.build(t, yy, counts[:, order]), ms, value, cost))
+    chunks = bootstrap_counts(n, n_boot, seed) if counts is None else (counts[i:i + 25] for i in range(0, len(counts), 25))
+    for chunk in chunks:
+        draws.append(_profit_at(t, yy, chunk[:, order].astype(np.float64), ms, value, cost))
     draws = np.vstack(draws) if draws else np.empty((0, len(ms)))
     rows = []
     for j, (name, m) in enumerate(policies.items()):

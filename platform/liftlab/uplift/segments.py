@@ -8,7 +8,8 @@ For each unit the models give p̂₀(x) = predicted outcome without treatment an
 * **sure thing** — |τ̂| ≤ δ and p̂₀ ≥ ½: responds either way;
 * **lost cause** — |τ̂| ≤ δ and p̂₀ < ½: responds neither way.
 
-Per segment the realised held-out uplift (difference in means, normal-approximation CI)
+Per segment the realised uplift of its units, each scored out of fold (difference in means,
+normal-approximation CI)
 checks that the labels mean something; on synthetic data the agreement with the true
 types is reported too.
 """
