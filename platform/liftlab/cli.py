@@ -73,9 +73,11 @@ def cmd_decisions(args: argparse.Namespace) -> int:
 
 
 def cmd_scorecard(args: argparse.Namespace) -> int:
+    from psycopg import sql
+
     from liftlab import db
 
-    query = (
+    query = sql.SQL(
         "select experiment_id, metric, metric_role as role, variant, method, round(abs_effect::numeric, 5) as effect, "
         "round(abs_ci_low::numeric, 5) as ci_low, round(abs_ci_high::numeric, 5) as ci_high, "
         "round((100 * rel_effect)::numeric, 2) as lift_pct, round(p_value_adj::numeric, 4) as p_adj, significant "
@@ -83,9 +85,9 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
     )
     with db.connect(_info()) as conn:
         if args.experiment:
-            frame = db.read_frame(conn, query.format(where="where experiment_id = %s"), (args.experiment,))
+            frame = db.read_frame(conn, query.format(where=sql.SQL("where experiment_id = %s")), (args.experiment,))
         else:
-            frame = db.read_frame(conn, query.format(where=""))
+            frame = db.read_frame(conn, query.format(where=sql.SQL("")))
     import polars as pl
 
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):

@@ -178,7 +178,8 @@ def connect(info: ConnInfo, **kwargs) -> psycopg.Connection:
 
 def check_identifier(name: str, what: str = "identifier") -> str:
     """Allow only lower-case snake_case identifiers (specs name tables and columns)."""
-    if not isinstance(name, str) or not _IDENT.match(name):
+    # fullmatch: with re.match, ``$`` also matches before a trailing newline ("name\n").
+    if not isinstance(name, str) or not _IDENT.fullmatch(name):
         raise ValueError(f"invalid {what} {name!r}: must match {_IDENT.pattern}")
     return name
 

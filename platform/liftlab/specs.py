@@ -123,7 +123,8 @@ class FileSource(_Strict):
         import re
 
         for name in value:
-            if not re.match(IDENTIFIER, name):
+            # fullmatch: re.match's ``$`` would also accept a trailing newline ("arm\n")
+            if not re.fullmatch(IDENTIFIER, name):
                 raise ValueError(f"column name {name!r} must match {IDENTIFIER}")
         return value
 
