@@ -257,13 +257,26 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
     args = parser.parse_args(argv)
-    from liftlab.db import DatabaseUnavailable
+    from liftlab.db import DatabaseUnavailable, redact
+    from liftlab.specs import SpecError
 
+    # Expected failures get one readable line (passwords redacted), not a traceback wall:
+    # an unreachable database (2), a bad spec or a failed pipeline step (1).
     try:
         return args.func(args)
     except DatabaseUnavailable as exc:
-        print(f"liftlab: {exc}", file=sys.stderr)
+        print(f"liftlab: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except SpecError as exc:
+        print(f"liftlab: invalid experiment spec:\n{exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from liftlab.pipeline import PipelineError
+
+        if not isinstance(exc, PipelineError):
+            raise
+        print(f"liftlab: {redact(str(exc))}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
