@@ -23,7 +23,7 @@ import polars as pl
 
 from liftlab import config
 from liftlab.db import read_frame, replace_slice
-from liftlab.defs.common import OWNER, markdown_table
+from liftlab.defs.common import OWNER, io_retry, markdown_table
 from liftlab.defs.resources import PostgresResource
 
 OPTIN = "ai_assistant_optin"
@@ -92,6 +92,7 @@ def _truth(conn, study: str) -> dict[tuple[str, str], float]:
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["causal", "optin_observational"],
     deps=UPSTREAM,
     group_name="causal",
@@ -146,6 +147,7 @@ def _regional_panel(postgres: PostgresResource):
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["causal", "regional_staggered_did"],
     deps=UPSTREAM,
     group_name="causal",
@@ -197,6 +199,7 @@ def regional_staggered_did(context: dg.AssetExecutionContext, postgres: Postgres
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["causal", "regional_synthetic_control"],
     deps=UPSTREAM,
     group_name="causal",

@@ -83,6 +83,7 @@ def daily_stats(context: dg.AssetExecutionContext, postgres: PostgresResource) -
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "sufficient_stats"],
     partitions_def=experiment_partitions,
     deps=[srm_gate, dg.AssetDep(daily_stats, partition_mapping=dg.AllPartitionMapping()),
@@ -160,6 +161,7 @@ def check_cohorts_complete(conn, spec, daily: pl.DataFrame) -> None:
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "effects"],
     partitions_def=experiment_partitions,
     deps=[sufficient_stats],
@@ -192,6 +194,7 @@ def effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "power"],
     partitions_def=experiment_partitions,
     deps=[effects],
@@ -216,6 +219,7 @@ def power(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.M
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "daily_looks"],
     partitions_def=experiment_partitions,
     deps=[effects, ["marts", "fct_user_daily"], ["marts", "fct_exposures"]],

@@ -20,7 +20,7 @@ import zlib
 import dagster as dg
 
 from liftlab import config
-from liftlab.defs.common import OWNER, markdown_table, spec_for_partition
+from liftlab.defs.common import OWNER, io_retry, markdown_table, spec_for_partition
 from liftlab.defs.partitions import experiment_partitions
 from liftlab.defs.resources import PostgresResource
 from liftlab.gates.store import record_check
@@ -163,6 +163,7 @@ def aa_simulations() -> int:
 
 
 @dg.multi_asset(
+    retry_policy=io_retry,
     name="trust_gates",
     specs=[
         dg.AssetSpec(["gates", name], deps=GATE_DEPS, group_name="gates", kinds={"python", "postgres"},
@@ -232,6 +233,7 @@ def srm_gate(context: dg.AssetExecutionContext, postgres: PostgresResource):
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["gates", "aa_calibration"],
     partitions_def=experiment_partitions,
     deps=[["marts", "fct_unit_metrics"], ["raw", "user_files"], ["raw", "experiment_specs"]],

@@ -14,7 +14,7 @@ import polars as pl
 
 from liftlab import config
 from liftlab.db import read_frame, replace_slice
-from liftlab.defs.common import OWNER, markdown_table
+from liftlab.defs.common import OWNER, io_retry, markdown_table
 from liftlab.defs.resources import PostgresResource
 from liftlab.specs import load_specs
 
@@ -101,6 +101,7 @@ def _plot_qini(curves: pl.DataFrame, title: str, path) -> None:
 
 
 @dg.multi_asset(
+    retry_policy=io_retry,
     specs=[
         dg.AssetSpec(["results", "uplift_models"], group_name="uplift", kinds={"python", "postgres"}, owners=[OWNER],
                      deps=[["marts", "fct_unit_metrics"], ["raw", "users"], ["raw", "user_files"],
@@ -204,6 +205,7 @@ def _plot_policy(tables: dict[str, pl.DataFrame], title: str, path) -> None:
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "targeting_policy"],
     deps=[["results", "uplift_scores"]],
     group_name="uplift",
@@ -259,6 +261,7 @@ def targeting_policy(context: dg.AssetExecutionContext, postgres: PostgresResour
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "uplift_segments"],
     deps=[["results", "uplift_scores"], ["truth", "unit_effects"]],
     group_name="uplift",
