@@ -186,9 +186,12 @@ def connect(info: ConnInfo, **kwargs) -> psycopg.Connection:
     """Open a psycopg connection or fail with a message that names the database.
 
     A 10 s connect timeout (unless given) turns an unreachable host into that message instead
-    of a wait for the operating system's TCP timeout.
+    of a wait for the operating system's TCP timeout. Sessions run in UTC whatever the server's
+    TimeZone: the data contract's timestamps are UTC, so a naive timestamp written by COPY means
+    UTC, and dates derived from timestamps are UTC days, on every server.
     """
     kwargs.setdefault("connect_timeout", 10)
+    kwargs.setdefault("options", "-c TimeZone=UTC")
     try:
         return psycopg.connect(info.url(), **kwargs)
     except psycopg.OperationalError as exc:

@@ -96,6 +96,10 @@ def _srm(conn, spec):
     from liftlab.gates.srm import describe_dimensions, srm_by_dimension, srm_test
 
     counts = exposure_counts(conn, spec)
+    empty = [arm for arm in spec.allocation if counts.get(arm, 0) == 0]
+    if empty:  # nothing to compare an arm with (and the statistics need the baseline): halt, say why
+        reason = f"no units in arm(s) {empty}: nothing to compare (observed {counts})"
+        return GateResult("srm", "FAIL", reason, details={"observed": counts, "planned": spec.allocation}), []
     if spec.design != "randomized":
         res = not_applicable(counts, spec.design)
         return GateResult("srm", res.status, res.reason, details={"observed": counts, "planned": spec.allocation}), []
