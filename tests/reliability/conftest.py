@@ -20,8 +20,9 @@ from liftlab import db
 from tests.pipeline_helpers import FAST_UPLIFT_ENV, TEST_WORLD, catalogue_tables, table_fingerprint
 from tests.reliability.helpers import with_secret
 
-#: Partitions materialized asset by asset (one event-stream and one user-file experiment; the
-#: second full run in ``pipeline_run`` covers all seven). The halted checkout_redesign is left
+#: Experiment partitions materialized asset by asset (one event-stream and one user-file
+#: experiment; the second full run in ``pipeline_run`` covers all seven). Day partitions run as
+#: one run over the whole range. The halted checkout_redesign is left
 #: out: materialized alone, its effects would bypass the blocking gate (see docs/reliability.md).
 PARTITIONS = ("aa_check", "hillstrom")
 #: Assets in no job, materialized on demand (their first materialization happens here).
@@ -89,7 +90,7 @@ def asset_by_asset(pipeline_run):
 def materialize_asset_by_asset(info: db.ConnInfo) -> dict:
     """Every asset of the real definitions once, alone, in dependency order (see the module doc)."""
     from liftlab.defs.resources import PostgresResource, SyntheticWorldResource
-    from liftlab.pipeline import definitions_with
+    from liftlab.pipeline import day_range_tags, definitions_with
 
     secret_url = with_secret(info).url()
     passes: list[AssetPass] = []
@@ -108,13 +109,16 @@ def materialize_asset_by_asset(info: db.ConnInfo) -> dict:
         for node in nodes:
             keys = sorted(node.keys, key=lambda k: k.to_user_string())
             repeats = 2 if any(tuple(k.path) in ON_DEMAND for k in keys) else 1
-            for partition in (PARTITIONS if node.partitions_def else (None,)):
+            # experiment partitions one by one; day partitions as one run over the whole range, as
+            # the pipeline does (single-run backfill)
+            by_day = isinstance(node.partitions_def, dg.TimeWindowPartitionsDefinition)
+            for partition in (PARTITIONS if node.partitions_def and not by_day else (None,)):
                 for _ in range(repeats):
                     with db.connect(info, autocommit=True) as conn:
                         since = _next_xid(conn)
                     job = defs.resolve_implicit_job_def_def_for_assets(keys)
                     result = job.execute_in_process(instance=instance, asset_selection=keys, partition_key=partition,
-                                                    raise_on_error=False)
+                                                    tags=day_range_tags() if by_day else None, raise_on_error=False)
                     with db.connect(info) as conn:
                         written, counts = _written_since(conn, tables, since)
                         prints = {t: table_fingerprint(conn, t) for t in written}
