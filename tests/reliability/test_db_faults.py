@@ -149,6 +149,24 @@ def test_every_asset_and_check_that_does_io_has_the_retry_policy():
     assert {name for name, policy in nodes.items() if policy != io_retry} == set()
 
 
+def test_failures_a_retry_cannot_fix_are_not_retried():
+    """Every ``dg.Failure`` the assets raise reports data or a spec that a retry cannot change
+    (a bad file, a missing day, no adopting region): each must fail once, at once, with its own
+    message — not after 6 s of retries as Dagster's "Exceeded max_retries"."""
+    import ast
+
+    from liftlab.config import REPO_ROOT
+
+    retried = []
+    for path in sorted((REPO_ROOT / "platform" / "liftlab" / "defs").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "Failure":
+                flag = next((k.value for k in node.keywords if k.arg == "allow_retries"), None)
+                if not (isinstance(flag, ast.Constant) and flag.value is False):
+                    retried.append(f"{path.name}:{node.lineno}")
+    assert retried == []
+
+
 def test_a_connection_lost_during_a_quality_suite_is_retried_not_recorded(fresh_db, monkeypatch):
     """great-expectations turns failed queries into failed expectations ("observed None"); the
     check must instead fail and retry, or a server restart would halt every experiment reading

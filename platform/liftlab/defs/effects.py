@@ -157,6 +157,7 @@ def check_cohorts_complete(conn, spec, daily: pl.DataFrame) -> None:
             description=f"{spec.id}: results.daily_stats does not match the units of {bad.height} exposure day(s): {days}. "
             f"Materialize results/daily_stats for those days (partitions start on {day_partitions.start.date()}, "
             "LIFTLAB_FIRST_DAY) after the marts are built.",
+            allow_retries=False,  # the days must be materialized: a retry cannot fix it
         )
 
 

@@ -58,7 +58,7 @@ def uplift_specs(experiments: list[str] | None = None):
     if experiments:
         unknown = set(experiments) - {s.id for s in out}
         if unknown:
-            raise dg.Failure(f"no spec with an uplift block for {sorted(unknown)}")
+            raise dg.Failure(f"no spec with an uplift block for {sorted(unknown)}", allow_retries=False)
         out = [s for s in out if s.id in experiments]
     return out
 
