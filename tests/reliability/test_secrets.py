@@ -113,6 +113,7 @@ def _secret_like(line: str, path: str) -> list[str]:
     else:  # Python: only string literals assigned to a password
         found += [m.group(1) for m in re.finditer(r"(?i)password\s*=\s*['\"]([^'\"]*)['\"]", line)]
     found += re.findall(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|AKIA[0-9A-Z]{16}", line)
+    found = [v.strip("`'\");,. ") for v in found]  # prose and Markdown quote values: `password=***`
     return [v for v in found if v not in PLACEHOLDERS and not v.startswith(("${", "{{", "{", "<", "…"))]
 
 
@@ -135,7 +136,8 @@ def test_the_scanner_finds_what_it_looks_for():
     assert _secret_like("DATABASE_URL=postgresql://liftlab:s3cr3t@db:5432/liftlab", ".env") == ["s3cr3t"]  # fake-secret
     assert _secret_like("POSTGRES_PASSWORD=s3cr3t", ".env") == ["s3cr3t"]
     assert _secret_like('conn = connect(password="s3cr3t")', "x.py") == ["s3cr3t"]  # fake-secret
-    assert _secret_like("POSTGRES_PASSWORD=", ".env.example") == []  # fake-secret
+    assert _secret_like("POSTGRES_PASSWORD=", ".env.example") == []
+    assert _secret_like("prints `password=***`, or `?password=` in a URL", "docs/x.md") == []  # fake-secret
 
 
 def test_compose_and_env_example_read_secrets_from_the_environment():
