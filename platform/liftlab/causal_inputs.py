@@ -34,11 +34,13 @@ def to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
 def optin_units_from_db(conn, experiment_id: str = "ai_assistant_optin") -> pd.DataFrame:
     from liftlab.db import read_frame
 
-    cols = ", ".join(f"m.{c}" for c in ["user_id", "variant", *OUTCOMES, *PRE])
-    ucols = ", ".join(f"u.{c}" for c in USER_COLUMNS[1:])
-    frame = read_frame(conn, f"select {cols}, {ucols} from marts.fct_unit_metrics m "
-                             "join raw.users u using (user_id) where m.experiment_id = %s order by m.user_id",
-                       (experiment_id,))
+    from psycopg import sql
+
+    cols = [sql.Identifier("m", c) for c in ["user_id", "variant", *OUTCOMES, *PRE]]
+    cols += [sql.Identifier("u", c) for c in USER_COLUMNS[1:]]
+    query = sql.SQL("select {} from marts.fct_unit_metrics m join raw.users u using (user_id) "
+                    "where m.experiment_id = %s order by m.user_id").format(sql.SQL(", ").join(cols))
+    frame = read_frame(conn, query, (experiment_id,))
     return to_pandas(frame)
 
 

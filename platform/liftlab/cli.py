@@ -85,9 +85,11 @@ def cmd_decisions(args: argparse.Namespace) -> int:
 
 
 def cmd_scorecard(args: argparse.Namespace) -> int:
+    from psycopg import sql
+
     from liftlab import db
 
-    query = (
+    query = sql.SQL(
         "select experiment_id, metric, metric_role as role, variant, method, round(abs_effect::numeric, 5) as effect, "
         "round(abs_ci_low::numeric, 5) as ci_low, round(abs_ci_high::numeric, 5) as ci_high, "
         "round((100 * rel_effect)::numeric, 2) as lift_pct, round(p_value_adj::numeric, 4) as p_adj, significant "
@@ -95,9 +97,9 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
     )
     with db.connect(_info()) as conn:
         if args.experiment:
-            frame = db.read_frame(conn, query.format(where="where experiment_id = %s"), (args.experiment,))
+            frame = db.read_frame(conn, query.format(where=sql.SQL("where experiment_id = %s")), (args.experiment,))
         else:
-            frame = db.read_frame(conn, query.format(where=""))
+            frame = db.read_frame(conn, query.format(where=sql.SQL("")))
     import polars as pl
 
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
@@ -267,13 +269,26 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
     args = parser.parse_args(argv)
-    from liftlab.db import DatabaseUnavailable
+    from liftlab.db import DatabaseUnavailable, redact
+    from liftlab.specs import SpecError
 
+    # Expected failures get one readable line (passwords redacted), not a traceback wall:
+    # an unreachable database (2), a bad spec or a failed pipeline step (1).
     try:
         return args.func(args)
     except DatabaseUnavailable as exc:
-        print(f"liftlab: {exc}", file=sys.stderr)
+        print(f"liftlab: {redact(str(exc))}", file=sys.stderr)
         return 2
+    except SpecError as exc:
+        print(f"liftlab: invalid experiment spec:\n{exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:
+        from liftlab.pipeline import PipelineError
+
+        if not isinstance(exc, PipelineError):
+            raise
+        print(f"liftlab: {redact(str(exc))}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -52,12 +52,12 @@ class ConnInfo:
     def parse(cls, url: str) -> ConnInfo:
         parts = urlsplit(url)
         if not parts.scheme.startswith("postgres"):
-            raise ValueError(f"not a Postgres URL: {redact(url)}")
+            raise ValueError("expected postgresql://user:password@host:port/dbname")
         query = parse_qs(parts.query)
         host = query.get("host", [parts.hostname or ""])[0] or "127.0.0.1"
         return cls(
-            user=unquote(parts.username or "postgres"),
-            password=unquote(parts.password or ""),
+            user=unquote(parts.username or "") or query.get("user", ["postgres"])[0],
+            password=unquote(parts.password or "") or query.get("password", [""])[0],
             host=host,
             port=int(query.get("port", [parts.port or 5432])[0]),
             dbname=(parts.path or "/").lstrip("/") or "postgres",
@@ -93,9 +93,22 @@ class ConnInfo:
         }
 
 
-def redact(url: str) -> str:
-    """Replace the password of a URL with ``***`` (for logs and error messages)."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+#: ``scheme://user:password@host``: the password runs to the *last* ``@`` of the authority, so
+#: an unencoded ``@`` in it (``p@ss``) is redacted too.
+_URL_PASSWORD = re.compile(r"(?P<pre>[A-Za-z][A-Za-z0-9+.-]*://[^:/?#@\s]*):[^/?#\s]*@(?=[^@/?#\s]*(?:[/?#\s]|$))")
+#: ``password=…`` in a URL query (``?password=``) or a libpq key/value string, quoted or not.
+_KV_PASSWORD = re.compile(r"(?i)(?P<pre>password\s*=\s*)(?:'(?:[^'\\]|\\.)*'|[^\s&]+)")
+
+
+def redact(text: str) -> str:
+    """Replace every password in ``text`` with ``***`` (for logs and error messages).
+
+    Handles URLs (``postgresql://user:password@host/db``, an unencoded ``@`` in the password,
+    ``?password=…``) and libpq key/value strings (``host=h password=secret``), so whatever form
+    DATABASE_URL takes, a message that quotes it does not leak the password.
+    """
+    text = _URL_PASSWORD.sub(r"\g<pre>:***@", text)
+    return _KV_PASSWORD.sub(r"\g<pre>***", text)
 
 
 def embedded_pgdata() -> Path:
@@ -142,7 +155,7 @@ def stop_embedded() -> bool:
 
 def ensure_database(info: ConnInfo, dbname: str) -> None:
     """Create ``dbname`` on the server of ``info`` if it does not exist."""
-    with psycopg.connect(info.url(dbname="postgres"), autocommit=True) as conn:
+    with connect(info.with_db("postgres"), autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
@@ -152,7 +165,12 @@ def resolve() -> ConnInfo:
     """The database liftlab works on: ``DATABASE_URL`` if set, else the embedded server."""
     url = os.environ.get("DATABASE_URL", "").strip()
     if url:
-        return ConnInfo.parse(url)
+        try:
+            return ConnInfo.parse(url)
+        except ValueError as exc:  # e.g. a libpq key/value string or a bad port: say so, redacted
+            raise DatabaseUnavailable(
+                f"DATABASE_URL is not a usable postgresql:// URL ({redact(url)}): {exc}"
+            ) from None
     return start_embedded()
 
 
@@ -165,7 +183,15 @@ def dagster_storage_url(info: ConnInfo) -> str:
 
 
 def connect(info: ConnInfo, **kwargs) -> psycopg.Connection:
-    """Open a psycopg connection or fail with a message that names the database."""
+    """Open a psycopg connection or fail with a message that names the database.
+
+    A 10 s connect timeout (unless given) turns an unreachable host into that message instead
+    of a wait for the operating system's TCP timeout. Sessions run in UTC whatever the server's
+    TimeZone: the data contract's timestamps are UTC, so a naive timestamp written by COPY means
+    UTC, and dates derived from timestamps are UTC days, on every server.
+    """
+    kwargs.setdefault("connect_timeout", 10)
+    kwargs.setdefault("options", "-c TimeZone=UTC")
     try:
         return psycopg.connect(info.url(), **kwargs)
     except psycopg.OperationalError as exc:
@@ -178,7 +204,8 @@ def connect(info: ConnInfo, **kwargs) -> psycopg.Connection:
 
 def check_identifier(name: str, what: str = "identifier") -> str:
     """Allow only lower-case snake_case identifiers (specs name tables and columns)."""
-    if not isinstance(name, str) or not _IDENT.match(name):
+    # fullmatch: with re.match, ``$`` also matches before a trailing newline ("name\n").
+    if not isinstance(name, str) or not _IDENT.fullmatch(name):
         raise ValueError(f"invalid {what} {name!r}: must match {_IDENT.pattern}")
     return name
 

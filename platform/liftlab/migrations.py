@@ -27,10 +27,12 @@ def apply(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[st
     applied_now: list[str] = []
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK,))
-        conn.execute(
-            "create table if not exists public.liftlab_migrations ("
-            " name text primary key, sha256 text not null, applied_at timestamptz not null default now())"
-        )
+        # Only when missing: the pipeline's role (liftlab_writer) may read the table, not create in public.
+        if conn.execute("select to_regclass('public.liftlab_migrations') is null").fetchone()[0]:
+            conn.execute(
+                "create table public.liftlab_migrations ("
+                " name text primary key, sha256 text not null, applied_at timestamptz not null default now())"
+            )
         done = dict(conn.execute("select name, sha256 from public.liftlab_migrations").fetchall())
         for path in migration_files(directory):
             text = path.read_text()

@@ -55,9 +55,14 @@ def definitions_with(resources: Mapping[str, object] | None = None) -> dg.Defini
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
+    """The first failed step and its error; after exhausted retries, the error that caused them
+    (not Dagster's "Exceeded max_retries")."""
     for event in result.all_events:
         if event.is_step_failure and event.step_failure_data and event.step_failure_data.error:
-            return f"{event.step_key}: {event.step_failure_data.error.message.strip()}"
+            error = event.step_failure_data.error
+            while error.cls_name == "RetryRequestedFromPolicy" and error.cause is not None:
+                error = error.cause
+            return f"{event.step_key}: {error.message.strip()}"
     return "run failed"
 
 

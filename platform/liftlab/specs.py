@@ -63,6 +63,27 @@ Direction = Literal["higher_is_better", "lower_is_better"]
 ColumnType = Literal["integer", "float", "string", "boolean"]
 
 
+#: Longest id of a file-source experiment: its rows go to ``raw.src_<id>`` (63-character names).
+MAX_FILE_ID_LENGTH = 63 - len("src_")
+
+
+def _first_nul(value, key: str = "") -> str | None:
+    """Dotted key of the first string (or mapping key) holding a NUL character, else None."""
+    if isinstance(value, str):
+        return key or "(top level)" if "\x00" in value else None
+    if isinstance(value, dict):
+        for k, v in value.items():
+            found = _first_nul(k, key) or _first_nul(v, f"{key}.{k}" if key else str(k))
+            if found:
+                return found
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            found = _first_nul(v, f"{key}.{i}" if key else str(i))
+            if found:
+                return found
+    return None
+
+
 class SpecError(ValueError):
     """A spec (or several) could not be loaded; the message names file and key."""
 
@@ -76,7 +97,8 @@ class _KeyedError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: YAML's .nan/.inf would pass gt/ge bounds (inf) or reach the statistics
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Variant(_Strict):
@@ -123,7 +145,8 @@ class FileSource(_Strict):
         import re
 
         for name in value:
-            if not re.match(IDENTIFIER, name):
+            # fullmatch: re.match's ``$`` would also accept a trailing newline ("arm\n")
+            if not re.fullmatch(IDENTIFIER, name):
                 raise ValueError(f"column name {name!r} must match {IDENTIFIER}")
         return value
 
@@ -132,6 +155,11 @@ class FileSource(_Strict):
         for key in [self.variant_column, *self.outcomes, *([self.unit_column] if self.unit_column else [])]:
             if key not in self.columns:
                 raise ValueError(f"{key!r} is used but not declared in columns")
+        # raw.src_<id> stores the unit id as unit_id and the arm as variant
+        for reserved, role in (("unit_id", self.unit_column), ("variant", self.variant_column)):
+            if reserved in self.columns and role != reserved:
+                raise ValueError(f"column name {reserved!r} is reserved for the "
+                                 f"{'unit' if reserved == 'unit_id' else 'variant'} column; rename it")
         return self
 
     def resolved_path(self, spec_file: Path) -> Path:
@@ -176,7 +204,7 @@ class UpliftSpec(_Strict):
     #: Repetitions of the K-fold deal (other seeds); a unit's score is the mean of its R
     #: out-of-fold predictions (averages away model variance).
     repeats: Annotated[int, Field(ge=1, le=20)] = 3
-    seed: int = 20261122
+    seed: Annotated[int, Field(ge=0, lt=2**32)] = 20261122  # numpy and scikit-learn take 32-bit seeds
     n_bootstrap: Annotated[int, Field(ge=0, le=5000)] = 200
     #: |predicted uplift| above which a unit is a persuadable (+) or a sleeping dog (−).
     segment_min_uplift: Annotated[float, Field(ge=0)] = 0.05
@@ -240,6 +268,12 @@ class ExperimentSpec(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> ExperimentSpec:
         names = [v.name for v in self.variants]
+        nul = _first_nul(self.model_dump(mode="json"))
+        if nul is not None:
+            raise _KeyedError(nul, "contains a NUL character (\\x00), which Postgres cannot store")
+        if self.source.kind == "file" and len(self.id) > MAX_FILE_ID_LENGTH:
+            raise _KeyedError("id", f"at most {MAX_FILE_ID_LENGTH} characters for a file source: the file is loaded "
+                                    f"into raw.src_<id> and Postgres names have at most 63 characters")
         if self.baseline not in names:
             raise _KeyedError("baseline", f"baseline {self.baseline!r} is not one of the variants {names}")
         if self.source.kind == "events":
@@ -271,6 +305,8 @@ class ExperimentSpec(_Strict):
                 raise _KeyedError(f"winsorize.{metric}", f"can only winsorize a unit-level metric, not {metric!r}; known: {sorted(base_metrics)}")
             if self.pre_period_column(metric) is None:
                 raise _KeyedError(f"winsorize.{metric}", f"{metric!r} has no pre-period value to fix the cap from; declare it in cuped_covariates")
+        if self.start_date is not None and self.start_date - dt.date.min < dt.timedelta(days=self.pre_period_days):
+            raise _KeyedError("start_date", f"{self.start_date} leaves no room for a {self.pre_period_days}-day pre-period")
         if self.start_date and self.end_date and self.end_date < self.start_date:
             raise _KeyedError("end_date", f"end_date {self.end_date} is before start_date {self.start_date}")
         used = [("primary_metric", self.primary_metric)]
@@ -379,10 +415,17 @@ def parse_spec(text: str, path: Path) -> ExperimentSpec:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    except RecursionError:  # e.g. "[[[[…" thousands deep: PyYAML's composer recurses per level
+        raise SpecError(f"{path}: (top level): nested too deeply to be a spec") from None
+    except Exception as exc:  # noqa: BLE001 - PyYAML's own bugs, e.g. AttributeError on
+        # "!!timestamp '1924-01-01 00:00:00+04:58:24'" (an offset with seconds): still the file's fault
+        raise SpecError(f"{path}: not valid YAML: {type(exc).__name__}: {exc}") from None
     if not isinstance(data, dict):
         raise SpecError(f"{path}: (top level): expected a mapping of spec keys")
     try:
         return ExperimentSpec.model_validate(data)
+    except RecursionError:
+        raise SpecError(f"{path}: (top level): nested too deeply to be a spec") from None
     except ValidationError as exc:
         problems = []
         for err in exc.errors():

@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from liftlab.defs.common import OWNER, markdown_table
+from liftlab.defs.common import OWNER, io_retry, markdown_table
 from liftlab.defs.resources import PostgresResource
 
 
@@ -21,6 +21,7 @@ class CalibrationSize(dg.Config):
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "calibration"],
     group_name="calibration",
     kinds={"python", "postgres"},

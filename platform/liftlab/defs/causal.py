@@ -23,7 +23,7 @@ import polars as pl
 
 from liftlab import config
 from liftlab.db import read_frame, replace_slice
-from liftlab.defs.common import OWNER, markdown_table
+from liftlab.defs.common import OWNER, io_retry, markdown_table
 from liftlab.defs.resources import PostgresResource
 
 OPTIN = "ai_assistant_optin"
@@ -92,6 +92,7 @@ def _truth(conn, study: str) -> dict[tuple[str, str], float]:
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["causal", "optin_observational"],
     deps=UPSTREAM,
     group_name="causal",
@@ -113,7 +114,7 @@ def optin_observational(context: dg.AssetExecutionContext, postgres: PostgresRes
         units = optin_units_from_db(conn, OPTIN)
         truth = _truth(conn, OPTIN)
         if units.empty:
-            raise dg.Failure(f"no units of {OPTIN} in marts.fct_unit_metrics")
+            raise dg.Failure(f"no units of {OPTIN} in marts.fct_unit_metrics", allow_retries=False)
         res = selection_on_observables(units, OPTIN_METRICS)
         items = [(m, e, truth.get((m, e.estimand))) for m, e in res.estimates]
         frame = rows_frame(OPTIN, "selection_on_observables", items, context.run_id)
@@ -141,11 +142,12 @@ def _regional_panel(postgres: PostgresResource):
         panel = regional_panel_from_db(conn, REGIONAL)
         truth = _truth(conn, REGIONAL)
     if panel.empty or panel["first_treat"].notna().sum() == 0:
-        raise dg.Failure(f"no adopting region of {REGIONAL} in the exposure log")
+        raise dg.Failure(f"no adopting region of {REGIONAL} in the exposure log", allow_retries=False)
     return panel, truth
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["causal", "regional_staggered_did"],
     deps=UPSTREAM,
     group_name="causal",
@@ -197,6 +199,7 @@ def regional_staggered_did(context: dg.AssetExecutionContext, postgres: Postgres
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["causal", "regional_synthetic_control"],
     deps=UPSTREAM,
     group_name="causal",
@@ -217,7 +220,7 @@ def regional_synthetic_control(context: dg.AssetExecutionContext, postgres: Post
     if treated is None:  # the earliest adopter that adopts alone
         alone = [u for u, g in firsts.dropna().items() if cohort_sizes[g] == 1]
         if not alone:
-            raise dg.Failure("no region adopts alone: synthetic control needs a single treated unit")
+            raise dg.Failure("no region adopts alone: synthetic control needs a single treated unit", allow_retries=False)
         treated = min(alone, key=lambda u: firsts[u])
     res = synthetic_control_study(panel, treated)
     est = res["estimate"]

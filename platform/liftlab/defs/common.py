@@ -10,8 +10,11 @@ from liftlab.specs import LoadedSpec, load_specs
 
 OWNER = "team:experimentation-platform"
 
-#: Steps that read or write Postgres (or files) retry twice, 2 s then 4 s apart: a dropped
-#: connection or a restarting server is survived; a bug still fails after the third attempt.
+#: Retry policy of every asset and check that touches Postgres or files. A dropped connection or
+#: a restarting server raises (psycopg.OperationalError, or DatabaseUnavailable when it cannot
+#: connect) and Dagster runs the step again after 2 s, then 4 s. Every write replaces its slice
+#: in one transaction, so a retried step starts from the state before the failed attempt.
+#: Errors that a retry cannot fix (a bad spec or file) raise ``Failure(allow_retries=False)``.
 io_retry = dg.RetryPolicy(max_retries=2, delay=2, backoff=dg.Backoff.EXPONENTIAL)
 
 #: Data older than this is stale: the daily chain runs every 24 h, plus slack for a slow day.

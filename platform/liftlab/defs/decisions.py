@@ -8,7 +8,7 @@ import polars as pl
 
 from liftlab.db import read_frame, replace_slice
 from liftlab.decide import decide, targeting_recommendation
-from liftlab.defs.common import DAILY_FRESHNESS, OWNER, markdown_table
+from liftlab.defs.common import DAILY_FRESHNESS, OWNER, io_retry, markdown_table
 from liftlab.defs.effects import effects
 from liftlab.defs.gates import srm_gate
 from liftlab.defs.resources import PostgresResource
@@ -73,6 +73,7 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "decisions"],
     deps=[effects, srm_gate],
     freshness_policy=DAILY_FRESHNESS,

@@ -85,6 +85,7 @@ def daily_stats(context: dg.AssetExecutionContext, postgres: PostgresResource) -
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "sufficient_stats"],
     partitions_def=experiment_partitions,
     deps=[srm_gate, dg.AssetDep(daily_stats, partition_mapping=dg.AllPartitionMapping()),
@@ -158,10 +159,12 @@ def check_cohorts_complete(conn, spec, daily: pl.DataFrame) -> None:
             description=f"{spec.id}: results.daily_stats does not match the units of {bad.height} exposure day(s): {days}. "
             f"Materialize results/daily_stats for those days (partitions start on {day_partitions.start.date()}, "
             "LIFTLAB_FIRST_DAY) after the marts are built.",
+            allow_retries=False,  # the days must be materialized: a retry cannot fix it
         )
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "effects"],
     partitions_def=experiment_partitions,
     deps=[sufficient_stats],
@@ -194,6 +197,7 @@ def effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "power"],
     partitions_def=experiment_partitions,
     deps=[effects],
@@ -218,6 +222,7 @@ def power(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.M
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "daily_looks"],
     partitions_def=experiment_partitions,
     deps=[effects, ["marts", "fct_user_daily"], ["marts", "fct_exposures"]],

@@ -20,7 +20,7 @@ import zlib
 import dagster as dg
 
 from liftlab import config
-from liftlab.defs.common import OWNER, markdown_table, spec_for_partition
+from liftlab.defs.common import OWNER, io_retry, markdown_table, spec_for_partition
 from liftlab.defs.partitions import experiment_partitions
 from liftlab.defs.resources import PostgresResource
 from liftlab.gates.store import record_check
@@ -96,6 +96,10 @@ def _srm(conn, spec):
     from liftlab.gates.srm import describe_dimensions, srm_by_dimension, srm_test
 
     counts = exposure_counts(conn, spec)
+    empty = [arm for arm in spec.allocation if counts.get(arm, 0) == 0]
+    if empty:  # nothing to compare an arm with (and the statistics need the baseline): halt, say why
+        reason = f"no units in arm(s) {empty}: nothing to compare (observed {counts})"
+        return GateResult("srm", "FAIL", reason, details={"observed": counts, "planned": spec.allocation}), []
     if spec.design != "randomized":
         res = not_applicable(counts, spec.design)
         return GateResult("srm", res.status, res.reason, details={"observed": counts, "planned": spec.allocation}), []
@@ -163,6 +167,7 @@ def aa_simulations() -> int:
 
 
 @dg.multi_asset(
+    retry_policy=io_retry,
     name="trust_gates",
     specs=[
         dg.AssetSpec(["gates", name], deps=GATE_DEPS, group_name="gates", kinds={"python", "postgres"},
@@ -232,6 +237,7 @@ def srm_gate(context: dg.AssetExecutionContext, postgres: PostgresResource):
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["gates", "aa_calibration"],
     partitions_def=experiment_partitions,
     deps=[["marts", "fct_unit_metrics"], ["raw", "user_files"], ["raw", "experiment_specs"]],

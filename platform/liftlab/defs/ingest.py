@@ -10,7 +10,7 @@ from liftlab.db import replace_slice
 from liftlab.defs.common import OWNER, io_retry, markdown_table
 from liftlab.defs.partitions import experiment_partitions
 from liftlab.defs.resources import PostgresResource, SyntheticWorldResource
-from liftlab.specs import load_specs
+from liftlab.specs import SpecError, load_specs
 
 
 @dg.asset(
@@ -23,7 +23,10 @@ from liftlab.specs import load_specs
     "raw.experiment_specs; registers one 'experiment' partition per spec.",
 )
 def experiment_specs(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-    loaded = load_specs()
+    try:
+        loaded = load_specs()
+    except SpecError as exc:  # a retry cannot fix a spec: fail once, naming file and key
+        raise dg.Failure(description=str(exc), allow_retries=False) from None
     frame = pl.DataFrame(
         {
             "experiment_id": [item.spec.id for item in loaded],
@@ -118,5 +121,5 @@ def user_files(context: dg.AssetExecutionContext, postgres: PostgresResource) ->
                 continue
             loaded[user_file.table] = write_user_file(conn, user_file, item.spec.source, run_id=context.run_id)
     if errors:
-        raise dg.Failure(description="; ".join(errors), metadata={"loaded": loaded})
+        raise dg.Failure(description="; ".join(errors), metadata={"loaded": loaded}, allow_retries=False)
     return dg.MaterializeResult(metadata={"tables": loaded, "dagster/row_count": sum(loaded.values())})

@@ -16,6 +16,7 @@ the check functions only (it costs ~11 s), so loading the definitions stays fast
 
 import dagster as dg
 
+from liftlab.defs.common import io_retry
 from liftlab.defs.resources import PostgresResource
 
 QUALITY_ASSETS = {
@@ -62,6 +63,7 @@ def _make_suite_check(asset: str, key: list[str]):
         asset=key,
         name="ge_suite",
         blocking=False,
+        retry_policy=io_retry,
         description=f"great-expectations suite of {asset} (schema and types, nulls, uniqueness, value sets, "
         "ranges, time window); ERROR failures halt the experiments that read it via their data_quality gate.",
     )
@@ -86,6 +88,7 @@ ge_checks = [_make_suite_check(asset, key) for asset, key in QUALITY_ASSETS.item
     asset=["raw", "events"],
     name="daily_drift",
     blocking=False,
+    retry_policy=io_retry,
     description="Row count and event-type mix (PSI) of each UTC day vs the same weekday a week before; drift warns.",
 )
 def events_daily_drift(context: dg.AssetCheckExecutionContext, postgres: PostgresResource) -> dg.AssetCheckResult:

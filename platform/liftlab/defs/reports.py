@@ -3,13 +3,14 @@
 import dagster as dg
 
 from liftlab import config
-from liftlab.defs.common import OWNER
+from liftlab.defs.common import OWNER, io_retry
 from liftlab.defs.decisions import decisions
 from liftlab.defs.resources import PostgresResource
 from liftlab.specs import load_specs
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["reports", "experiment_reports"],
     deps=[decisions],
     group_name="reports",

@@ -24,9 +24,11 @@ class PostgresResource(dg.ConfigurableResource):
 
     def conn_info(self) -> db.ConnInfo:
         if self._info is None:
-            self._info = db.ConnInfo.parse(self.database_url) if self.database_url else db.resolve()
-            with db.connect(self._info) as conn:
+            info = db.ConnInfo.parse(self.database_url) if self.database_url else db.resolve()
+            with db.connect(info) as conn:
                 migrations.apply(conn)
+            # cached only once the migrations are applied: a retried step applies them again
+            self._info = info
         return self._info
 
     @contextmanager

@@ -14,7 +14,7 @@ import dagster as dg
 from dagster_dbt import DagsterDbtTranslator, DagsterDbtTranslatorSettings, dbt_assets
 
 from liftlab import config
-from liftlab.defs.common import DAILY_FRESHNESS, OWNER
+from liftlab.defs.common import DAILY_FRESHNESS, OWNER, io_retry
 from liftlab.defs.resources import LiftlabDbtResource, PostgresResource
 
 MANIFEST = config.dbt_project_dir() / "target" / "manifest.json"
@@ -51,6 +51,7 @@ def _manifest() -> Path:
     manifest=_manifest(),
     dagster_dbt_translator=LiftlabDbtTranslator(settings=DagsterDbtTranslatorSettings(enable_asset_checks=True)),
     name="dbt_models",
+    retry_policy=io_retry,  # dbt rebuilds every model in its own transaction: a retry is safe
 )
 def dbt_models(context: dg.AssetExecutionContext, dbt: LiftlabDbtResource, postgres: PostgresResource):
     """``dbt build``: staging views, marts tables and their tests."""

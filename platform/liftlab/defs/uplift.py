@@ -16,7 +16,7 @@ import polars as pl
 
 from liftlab import config
 from liftlab.db import read_frame, replace_slice
-from liftlab.defs.common import OWNER, markdown_table
+from liftlab.defs.common import OWNER, io_retry, markdown_table
 from liftlab.defs.resources import PostgresResource
 from liftlab.specs import load_specs
 
@@ -62,7 +62,7 @@ def uplift_specs(experiments: list[str] | None = None):
     if experiments:
         unknown = set(experiments) - {s.id for s in out}
         if unknown:
-            raise dg.Failure(f"no spec with an uplift block for {sorted(unknown)}")
+            raise dg.Failure(f"no spec with an uplift block for {sorted(unknown)}", allow_retries=False)
         out = [s for s in out if s.id in experiments]
     return out
 
@@ -105,6 +105,7 @@ def _plot_qini(curves: pl.DataFrame, title: str, path) -> None:
 
 
 @dg.multi_asset(
+    retry_policy=io_retry,
     specs=[
         dg.AssetSpec(["results", "uplift_models"], group_name="uplift", kinds={"python", "postgres"}, owners=[OWNER],
                      deps=[["marts", "fct_unit_metrics"], ["raw", "users"], ["raw", "user_files"],
@@ -216,6 +217,7 @@ def _plot_policy(tables: dict[str, pl.DataFrame], title: str, path) -> None:
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "targeting_policy"],
     deps=[["results", "uplift_scores"]],
     group_name="uplift",
@@ -279,6 +281,7 @@ def targeting_policy(context: dg.AssetExecutionContext, postgres: PostgresResour
 
 
 @dg.asset(
+    retry_policy=io_retry,
     key=["results", "uplift_segments"],
     deps=[["results", "uplift_scores"], ["truth", "unit_effects"]],
     group_name="uplift",

@@ -30,6 +30,32 @@ from liftlab.db import copy_frame, read_frame
 ERROR, WARN = "ERROR", "WARN"
 
 
+class ValidationInterrupted(RuntimeError):
+    """The database connection failed while a suite was validated.
+
+    great-expectations records a failed query as a failed expectation ("observed None"); stored
+    as such, a server restart would halt every experiment through its data_quality gate. Raised
+    instead, nothing is recorded and the check's retry policy runs the suite again.
+    """
+
+
+#: Text of exceptions that mean "the connection failed", not "the data is bad".
+_CONNECTION_FAILURES = ("OperationalError", "InterfaceError", "AdminShutdown", "server closed the connection",
+                        "terminating connection", "connection refused", "connection is closed")
+
+
+def _connection_failure(exception_info) -> str | None:
+    """The first line of a connection failure recorded in a result's exception info, else None."""
+    text = json.dumps(exception_info, default=str) if exception_info else ""
+    if '"raised_exception": true' not in text:
+        return None
+    for marker in _CONNECTION_FAILURES:
+        at = text.find(marker)
+        if at >= 0:
+            return text[at:at + 200].split("\\n")[0]
+    return None
+
+
 @dataclass(frozen=True)
 class Rule:
     """One expectation: ``build(gxe)`` returns the expectation from the ``great_expectations.expectations`` module."""
@@ -202,6 +228,11 @@ def _validate(sqlalchemy_url: str, asset: str, table: str, rules: Sequence[Rule]
         expectation.severity = "critical" if rule.severity == ERROR else "warning"
         suite.add_expectation(expectation)
     outcome = batch_definition.get_batch().validate(suite, result_format="SUMMARY")
+    for item in outcome.results:
+        failure = _connection_failure(item.exception_info)
+        if failure:
+            raise ValidationInterrupted(f"{asset}: the database connection failed during validation ({failure}); "
+                                        "nothing was recorded, the check is retried")
     by_name = {r.name: r for r in rules}
     results = []
     for item in outcome.results:

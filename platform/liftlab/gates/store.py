@@ -9,7 +9,9 @@ from collections.abc import Mapping
 import polars as pl
 import psycopg
 
-from liftlab.db import read_frame, replace_slice
+from psycopg import sql
+
+from liftlab.db import qualified, read_frame, replace_slice
 
 
 def json_safe(value):
@@ -60,7 +62,7 @@ def record_check(
         replace_slice(conn, "gates.check_results", row, where={"experiment_id": experiment_id, "check": check})
         if status == "FAIL":
             for table in ("results.effects", "results.sufficient_stats"):
-                conn.execute(f"delete from {table} where experiment_id = %s", (experiment_id,))
+                conn.execute(sql.SQL("delete from {} where experiment_id = %s").format(qualified(table)), (experiment_id,))
 
 
 def gate_results(conn: psycopg.Connection, experiment_id: str | None = None) -> pl.DataFrame:

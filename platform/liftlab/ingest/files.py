@@ -8,7 +8,9 @@ table is replaced in one transaction, so a bad file leaves the database as it wa
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,6 +58,14 @@ def _read_csv_as_text(path: Path, data: bytes) -> pl.DataFrame:
     if not text.strip():
         raise FileSourceError(f"{path}: the file is empty")
     try:
+        header = next(csv.reader(io.StringIO(text.removeprefix("\ufeff"))))
+    except csv.Error as exc:
+        raise FileSourceError(f"{path}: cannot parse as CSV: header: {exc}") from None
+    repeated = sorted({name for name in header if header.count(name) > 1})
+    if repeated:
+        # polars would rename the second copy and silently read the first: refuse the ambiguity
+        raise FileSourceError(f"{path}: line 1: column name(s) {repeated} appear more than once in the header")
+    try:
         return pl.read_csv(text.encode("utf-8"), infer_schema=False, eol_char="\n")
     except pl.exceptions.PolarsError as exc:
         raise FileSourceError(f"{path}: cannot parse as CSV: {str(exc).splitlines()[0]}") from None
@@ -92,7 +102,37 @@ def _cast_checked(path: Path, frame: pl.DataFrame, source: FileSource) -> pl.Dat
                 f"{path}: column {column!r}, row {index + 1} (line {index + 2}): value {value!r} "
                 f"is not {source.columns[column]}"
             )
+        _check_values(path, frame[column], typed[column], column, source.columns[column])
     return typed
+
+
+#: Largest |value| of a float column: the statistics square the values, and the Welch degrees of
+#: freedom square the variances again (fourth powers), so 1e75⁴ = 1e300 still fits a double.
+MAX_ABS_FLOAT = 1e75
+
+
+def _check_values(path: Path, raw: pl.Series, typed: pl.Series, column: str, kind: str) -> None:
+    """Refuse values that would not be analysed correctly: NaN or ±inf (an empty cell is the
+    way to say "missing"), numbers so large that the statistics overflow double precision, and
+    NUL characters (Postgres cannot store them)."""
+    def fail(mask: pl.Series, problem: str) -> None:
+        index = int(mask.arg_true()[0])
+        raise FileSourceError(
+            f"{path}: column {column!r}, row {index + 1} (line {index + 2}): value {raw[index]!r} {problem}"
+        )
+
+    if kind == "float":
+        bad = (typed.is_nan() | typed.is_infinite()).fill_null(False)
+        if bad.any():
+            fail(bad, "is not a finite number (leave the cell empty for a missing value)")
+        huge = (typed.abs() > MAX_ABS_FLOAT).fill_null(False)
+        if huge.any():
+            fail(huge, f"is too large to analyse (|value| > {MAX_ABS_FLOAT:g} overflows the statistics in double "
+                       "precision); rescale the column")
+    if kind == "string":
+        bad = typed.str.contains("\x00", literal=True).fill_null(False)
+        if bad.any():
+            fail(bad, "contains a NUL character, which Postgres cannot store")
 
 
 def read_user_file(spec: ExperimentSpec, spec_path: Path) -> UserFile:
@@ -140,10 +180,12 @@ def read_user_file(spec: ExperimentSpec, spec_path: Path) -> UserFile:
             )
     else:
         unit = pl.Series("unit_id", range(1, typed.height + 1), dtype=pl.Int64).cast(pl.Utf8)
-    out = typed.select(
-        unit.alias("unit_id"), pl.col(source.variant_column).alias("variant"), *[pl.col(c) for c in source.columns]
-    ) if source.variant_column != "variant" else typed.with_columns(unit.alias("unit_id")).select(
-        "unit_id", *source.columns
+    if unit.str.contains("\x00", literal=True).any():
+        raise FileSourceError(f"{path}: column {source.unit_column!r}: a unit id contains a NUL character")
+    # unit_id and variant lead; a unit column itself named unit_id *is* that key (not repeated)
+    lead = ["unit_id"] + (["variant"] if source.variant_column != "variant" else [])
+    out = typed.with_columns(unit.alias("unit_id"), pl.col(source.variant_column).alias("variant")).select(
+        *lead, *[c for c in source.columns if c != "unit_id"]
     )
     return UserFile(experiment_id=spec.id, path=path, sha256=digest, frame=out)
 
@@ -157,9 +199,10 @@ def write_user_file(conn: psycopg.Connection, user_file: UserFile, source: FileS
     if source.variant_column != "variant":
         columns.append(sql.SQL("variant text not null"))
     for column, kind in source.columns.items():
-        columns.append(sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(_SQL_TYPES[kind])))
+        if column != "unit_id":  # the unit column named unit_id is the text primary key above
+            columns.append(sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(_SQL_TYPES[kind])))
     with conn.transaction():
-        conn.execute(sql.SQL("select pg_advisory_xact_lock(hashtextextended({}, 0))").format(sql.Literal(table)))
+        conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (table,))
         conn.execute(sql.SQL("drop table if exists {}").format(qualified(table)))
         conn.execute(sql.SQL("create table {} ({})").format(qualified(table), sql.SQL(", ").join(columns)))
         with conn.cursor() as cur:
