@@ -251,7 +251,7 @@ def targeting_policy(context: dg.AssetExecutionContext, postgres: PostgresResour
                 for (learner,), g in group.group_by("learner", maintain_order=True):
                     if not g["unit_id"].equals(units):
                         raise dg.Failure(f"{experiment_id} {arm} {metric}: {learner} scored other units than "
-                                         f"{group['learner'][0]}")
+                                         f"{group['learner'][0]}", allow_retries=False)
                     args = (g["predicted_uplift"].to_numpy(), g["treated"].to_numpy(), g["outcome"].to_numpy())
                     table = policy_table(*args, value=value, cost=cost)
                     summary = compare_with_blanket(*args, value=value, cost=cost, n_boot=up.n_bootstrap, seed=up.seed,
