@@ -30,3 +30,18 @@ order by experiment_id, decided_at;
 select experiment_id, variant, metric, round((100 * rel_effect)::numeric, 1) as lift_pct
 from results.v_scorecard
 where metric_role = 'primary' and significant and rel_effect > 0;
+
+-- 6. When did the always-valid interval of the primary metric first exclude 0? (the day a team
+-- watching every morning could have stopped, with the error rate still at alpha)
+select l.experiment_id, l.variant, l.method, min(l.look_date) as first_day_excluding_0
+from results.daily_looks l
+where l.metric_role = 'primary' and (l.cs_low > 0 or l.cs_high < 0)
+group by 1, 2, 3
+order by 1, 2, 3;
+
+-- 7. The cohorts behind an experiment's totals: units and mean of the primary metric by exposure day.
+select d.experiment_id, d.day, d.variant, d.n, d.sum / nullif(d.sum_d, 0) as mean
+from results.daily_stats d
+join (select distinct experiment_id, metric from results.effects where metric_role = 'primary') p
+  on p.experiment_id = d.experiment_id and p.metric = d.metric
+order by 1, 2, 3;

@@ -63,9 +63,10 @@ def test_example_queries_run_as_reader_on_real_results(pipeline_run):
     text = (REPO_ROOT / "sql" / "examples.sql").read_text()
     statements = [s.strip() for s in text.split(";") if s.strip() and not all(
         line.startswith("--") or not line.strip() for line in s.strip().splitlines())]
-    assert len(statements) == 5
+    assert len(statements) == 7
     with db.connect(pipeline_run["info"]) as conn:
         as_reader(conn)
         results = [conn.execute(statement).fetchall() for statement in statements]
     assert len(results[0]) == 7  # a decision for every experiment
     assert any(row[0] == "checkout_redesign" for row in results[2])  # the halted one is listed
+    assert {row[0] for row in results[6]} >= {"aa_check", "onboarding_adaptive", "winback_email"}  # cohorts by day
