@@ -80,7 +80,7 @@ def _execute(job, instance: dg.DagsterInstance, quiet: bool, **kwargs) -> dg.Exe
 
 
 def day_range_tags(first: str | None = None, last: str | None = None) -> dict[str, str]:
-    """Tags that make one run materialize a range of day partitions (single-run backfill);
+    """Tags that make one run materialize a range of day partitions (a partition-range run);
     by default every day from the first partition to today."""
     from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 

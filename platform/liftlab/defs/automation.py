@@ -4,7 +4,7 @@ The daily chain, with no one pressing a button:
 
 1. ``daily_build`` (06:00 UTC) runs ``build_data`` (specs, data, dbt).
 2. ``stats_after_build`` sees it succeed and requests the study jobs (causal estimates, uplift
-   models) and one ``daily_stats`` run over every day partition (single-run backfill: each
+   models) and one ``daily_stats`` run over every day partition (a partition-range run: each
    day's cohorts in one pass), all tagged with the build's run id.
 3. ``analyse_after_daily_stats`` sees that run succeed and requests one ``analyse_experiment``
    run per experiment partition, with the same tag.

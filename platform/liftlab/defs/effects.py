@@ -41,7 +41,9 @@ def event_specs_overlapping(first: date, last: date) -> list:
 @dg.asset(
     key=["results", "daily_stats"],
     partitions_def=day_partitions,
-    backfill_policy=dg.BackfillPolicy.single_run(),
+    # a backfill from the UI runs a week of days per run, several runs at once (run coordinator);
+    # the pipeline and the daily chain run the whole range as one run (range tags)
+    backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=7),
     deps=[["marts", "fct_unit_metrics"], ["marts", "fct_exposures"], ["raw", "experiment_specs"]],
     group_name="effects",
     kinds={"polars", "postgres"},
@@ -51,7 +53,7 @@ def event_specs_overlapping(first: date, last: date) -> list:
     "of the units first exposed that day, per experiment on the event stream × variant × metric "
     "(results.daily_stats). Days are independent — a day's rows depend only on its own cohort (and on "
     "winsorization caps fixed from every unit's pre-period) — so they can run as separate runs, in "
-    "parallel, or as one run over a range (single-run backfill), with bit-identical rows; the "
+    "parallel (a UI backfill runs a week per run), or as one run over a range, with bit-identical rows; the "
     "experiment's statistics are their sum.",
 )
 def daily_stats(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
