@@ -5,12 +5,12 @@
 Creates a fresh database on the server liftlab uses (DATABASE_URL or the embedded one),
 loads the synthetic world (default 100,000 users, the demo seed), runs dbt, loads Hillstrom
 from its declared file, materializes the `uplift` asset group with the specs in
-experiments/ (all six learners, cross-fitted over the specs' folds and repeats), then prints the figures
+experiments/ (all seven learners, cross-fitted over the specs' folds and repeats), then prints the figures
 from the result tables and writes bench/results/uplift_acceptance.json. The database is
 dropped at the end.
 
 Per experiment × arm × outcome it reports the learner with the highest out-of-fold Qini, its
-marginal CI and the simultaneous band over all six learners (valid after picking the best),
+marginal CI and the simultaneous band over all seven learners (valid after picking the best),
 and how many learners' own CIs exclude 0. The bootstrap CIs hold the fitted fold models fixed,
 so ``--seeds N`` (default 3) also re-runs the Hillstrom Mens E-Mail analysis (pure code, same
 units) with N other sets of seeds — other folds, base-model seeds and draws — to show how much the

@@ -15,7 +15,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -171,8 +171,10 @@ class FileSource(_Strict):
 #: before exposure; ``signup_date`` is left out because ``tenure_days`` encodes it).
 USER_ATTRIBUTES = ("plan", "company_size", "region", "device", "tenure_days", "engagement_score", "engagement_level")
 
-UpliftLearner = Literal["s_learner", "t_learner", "x_learner", "r_learner", "dr_learner", "class_transformation"]
-UPLIFT_LEARNERS: tuple[str, ...] = ("s_learner", "t_learner", "x_learner", "r_learner", "dr_learner", "class_transformation")
+UpliftLearner = Literal[
+    "s_learner", "t_learner", "x_learner", "r_learner", "dr_learner", "class_transformation", "single_feature_rule",
+]
+UPLIFT_LEARNERS: tuple[str, ...] = get_args(UpliftLearner)
 
 
 class UpliftSpec(_Strict):

@@ -15,11 +15,11 @@ from liftlab.defs.uplift import targeting_policy, uplift_learners, uplift_segmen
 from liftlab.ingest.world import load_world
 from liftlab.studies.coverage import run_dbt_build
 from liftlab.synth import WorldConfig, generate_world
+from liftlab.uplift.learners import LEARNERS
 
 from .helpers import write_specs
 
 WORLD_USERS = 12_000
-LEARNERS = ["s_learner", "t_learner", "x_learner", "r_learner", "dr_learner", "class_transformation"]
 
 
 @pytest.fixture(scope="module")

@@ -110,8 +110,8 @@ def _plot_qini(curves: pl.DataFrame, title: str, path) -> None:
         dg.AssetSpec(["results", "uplift_models"], group_name="uplift", kinds={"python", "postgres"}, owners=[OWNER],
                      deps=[["marts", "fct_unit_metrics"], ["raw", "users"], ["raw", "user_files"],
                            ["truth", "unit_effects"], ["raw", "experiment_specs"]],
-                     description="Per experiment × arm × outcome × learner (S/T/X/R/DR, class transformation): "
-                     "cross-fitted (out-of-fold) Qini coefficient and AUUC with bootstrap CIs, the simultaneous "
+                     description="Per experiment × arm × outcome × learner (S/T/X/R/DR, class transformation, "
+                     "single-feature rule): cross-fitted (out-of-fold) Qini coefficient and AUUC with bootstrap CIs, the simultaneous "
                      "band over learners, uplift at k, calibration, oracle share."),
         dg.AssetSpec(["results", "uplift_scores"], group_name="uplift", kinds={"postgres"}, owners=[OWNER],
                      description="Out-of-fold predicted uplift and segment of every unit by every learner (and the fold that scored it)."),
