@@ -663,6 +663,8 @@ def bench_size(size: str, users: int, baselines: bool) -> dict:
         steps, metadata = run_jobs(sampler)
     pipeline_wall = time.perf_counter() - wall
     events = int(metadata["raw/events"]["received"])
+    if events != generated["events"]:  # the pipeline must have loaded this size's world, not another's
+        raise RuntimeError(f"the pipeline loaded {events:,} events, the generator made {generated['events']:,}")
     world_meta = metadata["raw/events"]
     units = sum((metadata.get("results/daily_stats", {}).get("units_by_experiment") or {}).values())
 
@@ -778,6 +780,11 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("suffstats")
     s.add_argument("--rows", type=int, default=SUFFSTATS_DEFAULT_ROWS)
     s.add_argument("--dsn")
+    one = sub.add_parser("size", help="one size, in this process (main() runs each size this way)")
+    one.add_argument("size", choices=sorted(SIZES))
+    one.add_argument("--no-baselines", action="store_true")
+    summ = sub.add_parser("summary", help="the slope and plot from sizes already in bench/results/")
+    summ.add_argument("sizes")
     parser.add_argument("--sizes", default="S,M", help="comma-separated: XS, S, M, L")
     parser.add_argument("--no-baselines", action="store_true")
     args = parser.parse_args(argv)
@@ -794,11 +801,18 @@ def main(argv: list[str] | None = None) -> int:
         cmd_suffstats(args)
         return 0
     RESULTS.mkdir(exist_ok=True)
-    results = []
-    for size in args.sizes.split(","):
-        result = bench_size(size, SIZES[size], baselines=not args.no_baselines)
-        (RESULTS / f"pipeline_{size}.json").write_text(json.dumps(result, indent=2, default=str))
-        results.append(result)
+    if args.command == "size":
+        result = bench_size(args.size, SIZES[args.size], baselines=not args.no_baselines)
+        (RESULTS / f"pipeline_{args.size}.json").write_text(json.dumps(result, indent=2, default=str))
+        return 0
+    # Every size in a fresh process: Dagster's forkserver (and any settings cached on import) would
+    # otherwise keep the first size's environment — its database and world size — for the next.
+    sizes = args.sizes.split(",")
+    if args.command != "summary":
+        for size in sizes:
+            flags = ["--no-baselines"] if args.no_baselines else []
+            subprocess.run([sys.executable, str(Path(__file__).resolve()), "size", size, *flags], check=True)
+    results = [json.loads((RESULTS / f"pipeline_{size}.json").read_text()) for size in sizes]
     summary = {
         "sizes": {r["size"]: {"events": r["events"], "steps_seconds": r["steps_seconds"],
                               "pipeline_wall_seconds": r["pipeline_wall_seconds"],

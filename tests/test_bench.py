@@ -97,3 +97,10 @@ def test_the_engine_agrees_with_gbstats_on_the_same_statistics(tmp_path):
     result = harness.engine_vs_gbstats(tmp_path, n_metrics=100)
     assert result["comparisons"] == 100 * 3 + 10 * 3  # every arm of every metric, and the CUPED ones
     assert max(result["max_abs_difference"].values()) < 1e-9, result["max_abs_difference"]
+
+
+def test_the_slope_is_the_log_log_growth_of_time_against_events():
+    harness = _harness()
+    runs = [{"events": 10_000_000, "t": 400.0}, {"events": 100_000_000, "t": 4000.0 * 10**0.1}]
+    assert harness.slope(runs, "t") == pytest.approx(1.1)
+    assert harness.slope(runs[:1], "t") is None
