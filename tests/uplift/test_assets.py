@@ -80,7 +80,7 @@ def test_uplift_group_materializes_and_reruns_replace(loaded, conn):
         "select count(*), count(distinct unit_id) from results.uplift_scores where experiment_id = 'winback_email'"
     ).fetchone()
     n_test = int(winback["n_test"][0])
-    assert n_scores == (n_test * 8, n_test)  # every unit once per learner: 6 learners + 2 references
+    assert n_scores == (n_test * (len(LEARNERS) + 2), n_test)  # every unit once per learner and per reference
     folds = conn.execute("select fold, count(*) from results.uplift_scores where experiment_id = 'winback_email' "
                          "and learner = 't_learner' group by fold order by fold").fetchall()
     assert [f for f, _ in folds] == [0, 1] and abs(folds[0][1] - folds[1][1]) <= 2
