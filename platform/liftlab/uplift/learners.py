@@ -22,9 +22,10 @@ one arm against the baseline (multi-arm experiments: fit once per arm on arm ∪
   regression), or by the difference in means Ȳ_T − Ȳ_C within its deciles; the feature and
   the form chosen on the training units alone by a 2-fold cross-validated Qini. The binned
   form is a one-variable uplift tree (Rzepakowski & Jaroszewicz 2012, KAIS 32) with quantile
-  splits. Where the heterogeneity is weak and runs along one covariate (real marketing data
-  such as Hillstrom's), one fitted sign is far less noisy than boosted trees fitted to
-  outcomes.
+  splits. Where the heterogeneity is weak and runs along one covariate, one fitted sign is
+  far less noisy than boosted trees fitted to outcomes (Hillstrom's Womens E-Mail visits: the
+  rule ranks best of the seven learners); where it is not, the rule shows how much the
+  models add (on `winback_email` about half of the meta-learners' Qini).
 
 The propensity p is known in a randomized experiment (the share of the arm among the
 arm ∪ baseline units) and is passed to causalml, so no propensity model is fitted.
@@ -39,9 +40,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-LEARNERS = (
-    "s_learner", "t_learner", "x_learner", "r_learner", "dr_learner", "class_transformation", "single_feature_rule",
-)
+from liftlab.specs import UPLIFT_LEARNERS as LEARNERS  # the names a spec may list
 
 #: Cross-fitting folds of the R-learner (causalml's default is 5).
 R_FOLDS = 3
