@@ -15,9 +15,17 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import settings
 from psycopg import sql
 
 from liftlab import db, migrations
+
+# Property-based tests: `make test` replays the same examples every run (derandomized), so a
+# CI run passes or fails on the code, not on the draw; LIFTLAB_HYPOTHESIS=explore draws new
+# ones (with --hypothesis-seed=N to replay a draw).
+settings.register_profile("ci", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("LIFTLAB_HYPOTHESIS", "ci"))
 
 #: The Postgres server of this machine and of CI (trust auth), for the DATABASE_URL path.
 EXTERNAL_URL = os.environ.get("LIFTLAB_TEST_EXTERNAL_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

@@ -100,7 +100,7 @@ def _mutate(spec: dict, path: str, value) -> dict:
     node = spec
     for part in parents:
         if isinstance(node, list):
-            if int(part) >= len(node):
+            if not part.isdigit() or int(part) >= len(node):  # the path no longer exists (an earlier mutation)
                 return spec
             node = node[int(part)]
         else:
@@ -108,7 +108,7 @@ def _mutate(spec: dict, path: str, value) -> dict:
         if not isinstance(node, (dict, list)):
             return spec
     if isinstance(node, list):
-        if int(last) < len(node):
+        if last.isdigit() and int(last) < len(node):
             node[int(last)] = value
     else:
         node[last] = value
@@ -238,7 +238,10 @@ def test_structured_user_files_load_exactly_or_fail_clearly(rows, poisons, encod
             expected = float(str(y).strip())
         except ValueError:
             continue
-        written = str(unit).encode(encoding, errors="replace").decode(encoding)  # what the file holds ('?' for Ā in latin-1)
+        # the file's bytes as the loader reads them, UTF-8 ('?' for Ā written in latin-1; latin-1's
+        # 'Â\x80' is the UTF-8 for '\x80'): a file that decodes as UTF-8 is read as UTF-8
+        codec = "utf-8" if encoding == "utf-8-sig" else encoding  # the BOM starts the file, not each value
+        written = str(unit).encode(codec, errors="replace").decode("utf-8")
         got = stored[pl.Series([written]).str.strip_chars()[0]]
         assert (got is None and str(y).strip() == "") or got == pytest.approx(expected, rel=1e-15, abs=0)
 
@@ -285,12 +288,14 @@ def test_user_files_in_the_database_never_partial_and_analysed_like_scipy(fuzz_d
             gate, _ = _srm(conn, spec)
     assert stored.height == len(rows)
     assert stored.sort("unit_id")["y"].to_list() == user_file.frame.sort("unit_id")["y"].to_list()
-    if not {"control", "treatment"} <= {a for _, a, _, _ in rows}:
+    if not {"control", "treatment"} <= {a.strip() for _, a, _, _ in rows}:  # cells are read stripped
         assert gate.status == "FAIL" and "no units in arm(s)" in gate.reason  # halted, with the reason
         return
     effects = experiment_effects(daily_statistics(units, spec), spec)
     welch = effects.filter(pl.col("method") == "welch_t")
-    groups = {arm: np.array([float(y) for _, a, y, _ in rows if a == arm and str(y) != ""]) for arm in ("control", "treatment")}
+    # cells are read stripped: a blank one (empty or whitespace only) is a missing value
+    groups = {arm: np.array([float(y) for _, a, y, _ in rows if a.strip() == arm and str(y).strip() != ""])
+              for arm in ("control", "treatment")}
     if min(len(v) for v in groups.values()) == 0:  # units, but no outcome values in an arm
         assert welch["p_value"].is_nan().all() and welch["n_variant"].min() * welch["n_baseline"].min() == 0
         return
