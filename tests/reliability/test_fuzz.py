@@ -233,7 +233,9 @@ def test_structured_user_files_load_exactly_or_fail_clearly(rows, poisons, encod
     _file_is_sound(user_file)
     assert user_file.frame.height == len(rows)  # no row lost or invented
     stored = dict(zip(user_file.frame["unit_id"], user_file.frame["y"]))
-    for unit, _, y, _ in rows:  # every value as written (floats where Python and the loader agree)
+    for row in rows:  # every value as written (floats where Python and the loader agree)
+        cells = dict(zip(header, row))  # the loader finds columns by name, whatever their order
+        unit, y = cells["uid"], cells["y"]
         try:
             expected = float(str(y).strip())
         except ValueError:
