@@ -102,3 +102,15 @@ def test_single_feature_reference_ranks_every_numeric_feature_both_ways(hillstro
     row = table.filter((pl.col("feature") == "recency") & (pl.col("direction") == "low first")).row(0, named=True)
     assert row["qini"] == pytest.approx(ev.qini_coefficient(-units["recency"].cast(pl.Float64).to_numpy(), t,
                                                             units["visit"].cast(pl.Float64).to_numpy()))
+
+
+def test_expected_oracle_share_is_undefined_for_a_constant_cate():
+    """At s = 0 every ranking is as good as random: the share of the oracle is NaN, not a
+    division by zero (or by rounding noise)."""
+    from liftlab.uplift.analysis import _expected_share
+
+    rng = np.random.default_rng(3)
+    assert np.isnan(_expected_share(rng.random(1000), np.full(1000, 0.0766)))
+    tau = rng.normal(0.07, 0.01, 1000)
+    assert _expected_share(tau, tau) == pytest.approx(1.0)
+    assert _expected_share(-tau, tau) == pytest.approx(-1.0, abs=0.05)
