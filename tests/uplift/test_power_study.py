@@ -65,7 +65,7 @@ def test_wilson_interval_matches_statsmodels():
 def test_power_loop_finds_strong_heterogeneity(hillstrom):
     """At s = 0.06 (a CATE spread of six points on a 7.7-point mean effect) the oracle's realised
     Qini is ≈ 0.008 against a bootstrap sd of ≈ 0.0005, so the learners' best CI must clear 0
-    in every simulation; at s = 0 the study still runs and reports a share in [0, 1]."""
+    in every simulation; at s = 0 the best Qini is noise, far below it."""
     frame, spec = hillstrom
     n_sims = int(os.environ.get("LIFTLAB_POWER_SIMS", "2"))
     cfg = PowerConfig(outcome="visit", levels=(0.0, 0.06), n_sims=n_sims, learners=("s_learner", "t_learner"),
@@ -77,8 +77,9 @@ def test_power_loop_finds_strong_heterogeneity(hillstrom):
     assert strong["best_ci_above_0"] == 1.0 and strong["oracle_ci_above_0"] == 1.0
     assert strong["expected_oracle_qini"] > 0.005
     assert 0.5 < strong["best_expected_share"] <= 1.0
+    # with nothing to find the learners' Qinis are noise around 0, far below the strong level's
     null = summary.filter(pl.col("level") == 0.0).row(0, named=True)
-    assert null["expected_oracle_qini"] == 0.0 and 0.0 <= null["best_ci_above_0"] <= 1.0
+    assert abs(null["best_qini"]) < 0.25 * strong["best_qini"]
     lo, hi = strong["best_ci_above_0_wilson"]
     assert lo < 1.0 == hi
 
@@ -107,10 +108,10 @@ def test_single_feature_reference_ranks_every_numeric_feature_both_ways(hillstro
 def test_expected_oracle_share_is_undefined_for_a_constant_cate():
     """At s = 0 every ranking is as good as random: the share of the oracle is NaN, not a
     division by zero (or by rounding noise)."""
-    from liftlab.uplift.analysis import _expected_share
+    from liftlab.uplift.analysis import expected_share
 
     rng = np.random.default_rng(3)
-    assert np.isnan(_expected_share(rng.random(1000), np.full(1000, 0.0766)))
+    assert np.isnan(expected_share(rng.random(1000), np.full(1000, 0.0766)))
     tau = rng.normal(0.07, 0.01, 1000)
-    assert _expected_share(tau, tau) == pytest.approx(1.0)
-    assert _expected_share(-tau, tau) == pytest.approx(-1.0, abs=0.05)
+    assert expected_share(tau, tau) == pytest.approx(1.0)
+    assert expected_share(-tau, tau) == pytest.approx(-1.0, abs=0.05)

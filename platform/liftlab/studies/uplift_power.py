@@ -31,7 +31,7 @@ band over all the learners (:func:`liftlab.uplift.evaluation.simultaneous_band`)
   exceed its nominal 2.5 % (winner's curse); the simultaneous band should not.
 
 The expected (noise-free) oracle Qini — the area between Σ_top τ and the random line
-(:func:`liftlab.uplift.analysis._expected_area`) times the treated share, since the Qini curve
+(:func:`liftlab.uplift.analysis.expected_area`) times the treated share, since the Qini curve
 counts incremental outcomes among the *treated* units of the top k — puts each level on the
 Qini scale, so the real data's figures can be placed on the curve.
 
@@ -52,7 +52,7 @@ import numpy as np
 import polars as pl
 
 __all__ = [
-    "PowerConfig", "hillstrom_units", "semi_synthetic", "run_power", "summarise", "learner_shares",
+    "PowerConfig", "RealUnits", "hillstrom_units", "semi_synthetic", "run_power", "summarise", "learner_shares",
     "null_calibration", "single_feature_qinis", "wilson",
 ]
 
@@ -96,34 +96,55 @@ def _normal_scores(X: np.ndarray) -> np.ndarray:
     return np.nan_to_num(out)
 
 
+@dataclass(frozen=True)
+class RealUnits:
+    """What every simulation shares, computed once: the real units of arm ∪ baseline (sorted
+    by ``unit_id``), their assignment, the fitted control probability μ₀(x), the real average
+    effect τ̄ and the normal scores of the encoded features."""
+
+    units: pl.DataFrame
+    outcome: str
+    treated: np.ndarray
+    mu0: np.ndarray
+    ate: float
+    scores: np.ndarray
+
+    @classmethod
+    def prepare(cls, frame: pl.DataFrame, *, arm: str, baseline: str, outcome: str, features: list[str]) -> RealUnits:
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+
+        from liftlab.uplift.features import encode
+
+        units = frame.filter(pl.col("variant").is_in([arm, baseline])).sort("unit_id")
+        X = encode(units, features).X
+        t = (units["variant"] == arm).to_numpy()
+        y = units[outcome].cast(pl.Float64).to_numpy()
+        scaled = StandardScaler().fit_transform(np.nan_to_num(X))
+        mu0 = LogisticRegression(max_iter=2000).fit(scaled[~t], y[~t]).predict_proba(scaled)[:, 1]
+        return cls(units=units, outcome=outcome, treated=t, mu0=mu0, ate=float(y[t].mean() - y[~t].mean()),
+                   scores=_normal_scores(X))
+
+    def draw(self, levels: tuple[float, ...], seed: int) -> dict[float, pl.DataFrame]:
+        """One simulated data set per level s (same index and uniforms at every level): the
+        real units with the outcome redrawn and ``true_cate__<outcome>`` added."""
+        rng = np.random.default_rng(seed)
+        z = self.scores @ rng.standard_normal(self.scores.shape[1])
+        z = (z - z.mean()) / z.std() if z.std() > 0 else z
+        u = rng.random(len(self.mu0))
+        out = {}
+        for s in levels:
+            p1 = np.clip(self.mu0 + self.ate + s * z, 0.0, 1.0)
+            y_sim = (u < np.where(self.treated, p1, self.mu0)).astype(np.float64)
+            out[s] = self.units.with_columns(pl.Series(self.outcome, y_sim),
+                                             pl.Series(f"true_cate__{self.outcome}", p1 - self.mu0))
+        return out
+
+
 def semi_synthetic(frame: pl.DataFrame, *, arm: str, baseline: str, outcome: str, features: list[str],
                    levels: tuple[float, ...], seed: int) -> dict[float, pl.DataFrame]:
-    """One simulated data set per level s (same index and uniforms at every level): the real
-    units of arm ∪ baseline with the outcome redrawn and ``true_cate__<outcome>`` added."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    from liftlab.uplift.features import encode
-
-    units = frame.filter(pl.col("variant").is_in([arm, baseline])).sort("unit_id")
-    X = encode(units, features).X
-    t = (units["variant"] == arm).to_numpy()
-    y = units[outcome].cast(pl.Float64).to_numpy()
-    scaled = StandardScaler().fit_transform(np.nan_to_num(X))
-    mu0 = LogisticRegression(max_iter=2000).fit(scaled[~t], y[~t]).predict_proba(scaled)[:, 1]
-    ate = float(y[t].mean() - y[~t].mean())
-    rng = np.random.default_rng(seed)
-    scores = _normal_scores(X)
-    z = scores @ rng.standard_normal(scores.shape[1])
-    z = (z - z.mean()) / z.std() if z.std() > 0 else z
-    u = rng.random(len(y))
-    out = {}
-    for s in levels:
-        p1 = np.clip(mu0 + ate + s * z, 0.0, 1.0)
-        cate = p1 - mu0
-        y_sim = (u < np.where(t, p1, mu0)).astype(np.float64)
-        out[s] = units.with_columns(pl.Series(outcome, y_sim), pl.Series(f"true_cate__{outcome}", cate))
-    return out
+    """:meth:`RealUnits.draw` on freshly prepared units (one-off use; the study prepares once)."""
+    return RealUnits.prepare(frame, arm=arm, baseline=baseline, outcome=outcome, features=features).draw(levels, seed)
 
 
 def _one(args: tuple) -> list[dict]:
@@ -135,11 +156,11 @@ def _one(args: tuple) -> list[dict]:
         return _simulate(*args)
 
 
-def _simulate(frame, cfg, spec_kw, i) -> list[dict]:
-    from liftlab.uplift.analysis import _expected_area, analyse_experiment
+def _simulate(real: RealUnits, cfg, spec_kw, i) -> list[dict]:
+    from liftlab.uplift.analysis import analyse_experiment, expected_area
 
-    sims = semi_synthetic(frame, arm=cfg.arm, baseline=spec_kw["baseline"], outcome=cfg.outcome,
-                          features=spec_kw["features"], levels=cfg.levels, seed=cfg.sim_seed + i)
+    sims = real.draw(cfg.levels, seed=cfg.sim_seed + i)
+    treated_share = float(real.treated.mean())
     rows = []
     for s, data in sims.items():
         start = time.perf_counter()
@@ -153,10 +174,9 @@ def _simulate(frame, cfg, spec_kw, i) -> list[dict]:
         best = learned.filter(pl.col("is_best")).row(0, named=True)
         oracle = models.filter(pl.col("learner") == "oracle").row(0, named=True)
         tau = data[f"true_cate__{cfg.outcome}"].to_numpy()
-        treated_share = float((data["variant"] == cfg.arm).mean())
         rows.append({
             "level": s, "sim": i, "true_cate_sd": float(tau.std()),
-            "expected_oracle_qini": _expected_area(tau, tau) * treated_share if s > 0 else 0.0,
+            "expected_oracle_qini": expected_area(tau, tau) * treated_share if s > 0 else 0.0,
             "oracle_qini": oracle["qini"], "oracle_ci_low": oracle["qini_ci_low"],
             "best_learner": best["learner"], "best_qini": best["qini"],
             "best_ci_low": best["qini_ci_low"], "best_simul_ci_low": best["qini_simul_ci_low"],
@@ -184,9 +204,9 @@ def run_power(cfg: PowerConfig, frame: pl.DataFrame | None = None, spec=None, lo
         "n_folds": cfg.n_folds or up.folds, "n_repeats": cfg.n_repeats or up.repeats,
         "n_boot": cfg.n_boot if cfg.n_boot is not None else up.n_bootstrap, "seed": up.seed,
     }
-    keep = ["unit_id", "variant", *spec_kw["features"], cfg.outcome]
-    frame = frame.select(keep)
-    jobs = [(frame, cfg, spec_kw, i) for i in range(cfg.n_sims)]
+    real = RealUnits.prepare(frame, arm=cfg.arm, baseline=spec.baseline, outcome=cfg.outcome,
+                             features=spec_kw["features"])
+    jobs = [(real, cfg, spec_kw, i) for i in range(cfg.n_sims)]
     rows: list[dict] = []
     start = time.perf_counter()
     if cfg.workers > 1:
@@ -211,23 +231,27 @@ def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def _above_zero(lows: pl.Series) -> tuple[float, tuple[float, float]]:
+    """The share of CI lower bounds above 0, and its Wilson interval."""
+    k = int((lows > 0).sum())
+    return k / len(lows), wilson(k, len(lows))
+
+
 def summarise(sims: pl.DataFrame) -> pl.DataFrame:
     """Per level: the Qini scale (expected and realised oracle Qini, the best learner's Qini)
     and the shares of simulations whose best learner's CI / simultaneous band is above 0."""
     rows = []
     for (level,), g in sims.group_by(["level"], maintain_order=True):
-        n = g.height
-        k_marg = int((g["best_ci_low"] > 0).sum())
-        k_sim = int((g["best_simul_ci_low"] > 0).sum())
-        k_oracle = int((g["oracle_ci_low"] > 0).sum())
+        marginal, marginal_ci = _above_zero(g["best_ci_low"])
+        band, band_ci = _above_zero(g["best_simul_ci_low"])
         rows.append({
-            "level": level, "n_sims": n, "true_cate_sd": float(g["true_cate_sd"].mean()),
+            "level": level, "n_sims": g.height, "true_cate_sd": float(g["true_cate_sd"].mean()),
             "expected_oracle_qini": float(g["expected_oracle_qini"].mean()),
-            "oracle_qini": float(g["oracle_qini"].mean()), "oracle_ci_above_0": k_oracle / n,
+            "oracle_qini": float(g["oracle_qini"].mean()), "oracle_ci_above_0": _above_zero(g["oracle_ci_low"])[0],
             "best_qini": float(g["best_qini"].mean()), "mean_learner_qini": float(g["mean_learner_qini"].mean()),
             "best_expected_share": float(g["best_expected_share"].mean()) if level > 0 else None,
-            "best_ci_above_0": k_marg / n, "best_ci_above_0_wilson": wilson(k_marg, n),
-            "best_simul_above_0": k_sim / n, "best_simul_above_0_wilson": wilson(k_sim, n),
+            "best_ci_above_0": marginal, "best_ci_above_0_wilson": marginal_ci,
+            "best_simul_above_0": band, "best_simul_above_0_wilson": band_ci,
         })
     return pl.DataFrame(rows).sort("level")
 
@@ -239,9 +263,9 @@ def learner_shares(sims: pl.DataFrame) -> pl.DataFrame:
     rows = []
     for (level,), g in sims.group_by(["level"], maintain_order=True):
         for name in learners:
-            k = int((g[f"ci_low__{name}"] > 0).sum())
+            share, ci = _above_zero(g[f"ci_low__{name}"])
             rows.append({"level": level, "learner": name, "mean_qini": float(g[f"qini__{name}"].mean()),
-                         "ci_above_0": k / g.height, "ci_above_0_wilson": wilson(k, g.height)})
+                         "ci_above_0": share, "ci_above_0_wilson": ci})
     return pl.DataFrame(rows).sort("level", "mean_qini", descending=[False, True])
 
 
@@ -261,14 +285,14 @@ def null_calibration(sims: pl.DataFrame) -> pl.DataFrame:
     pairs += [("oracle (fixed ranking)", "oracle_qini", "oracle_ci_low"), ("best of the learners", "best_qini", "best_ci_low")]
     rows = []
     for name, q, lo in pairs:
-        k = int((null[lo] > 0).sum())
+        share, ci = _above_zero(null[lo])
         se = ((null[q] - null[lo]) / 1.96).mean()
-        rows.append({"ranking": name, "n_sims": n, "ci_above_0": k / n, "ci_above_0_wilson": wilson(k, n),
+        rows.append({"ranking": name, "n_sims": n, "ci_above_0": share, "ci_above_0_wilson": ci,
                      "mean_qini": float(null[q].mean()), "sd_across_sims": float(null[q].std()),
                      "mean_bootstrap_se": float(se), "sd_ratio": float(null[q].std() / se) if se else None})
-    k = int((null["best_simul_ci_low"] > 0).sum())
-    rows.append({"ranking": "best of the learners, simultaneous band", "n_sims": n, "ci_above_0": k / n,
-                 "ci_above_0_wilson": wilson(k, n), "mean_qini": float(null["best_qini"].mean()),
+    share, ci = _above_zero(null["best_simul_ci_low"])
+    rows.append({"ranking": "best of the learners, simultaneous band", "n_sims": n, "ci_above_0": share,
+                 "ci_above_0_wilson": ci, "mean_qini": float(null["best_qini"].mean()),
                  "sd_across_sims": None, "mean_bootstrap_se": None, "sd_ratio": None})
     return pl.DataFrame(rows)
 
@@ -296,6 +320,13 @@ def single_feature_qinis(frame: pl.DataFrame, *, arm: str, baseline: str, outcom
             rows.append({"feature": name, "direction": label, "qini": ev.qini_coefficient(score, t, y),
                          "ci_low": lo, "ci_high": hi})
     return pl.DataFrame(rows).sort("qini", descending=True)
+
+
+def _print_tables(sims: pl.DataFrame) -> None:
+    with pl.Config(tbl_cols=20, tbl_width_chars=200, float_precision=5, tbl_rows=60):
+        print(summarise(sims))
+        print(learner_shares(sims))
+        print(null_calibration(sims))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -332,24 +363,16 @@ def main(argv: list[str] | None = None) -> int:
         for name in args.summarise:
             with open(name) as fh:
                 parts.append(pl.DataFrame(json.load(fh)["simulations"]))
-        sims = pl.concat(parts, how="diagonal_relaxed")
-        with pl.Config(tbl_cols=20, tbl_width_chars=200, float_precision=5, tbl_rows=60):
-            print(summarise(sims))
-            print(learner_shares(sims))
-            print(null_calibration(sims))
+        _print_tables(pl.concat(parts, how="diagonal_relaxed"))
         return 0
     cfg = PowerConfig(arm=args.arm, outcome=args.outcome, n_sims=args.sims, workers=args.workers,
                       levels=tuple(float(v) for v in args.levels.split(",")), n_folds=args.folds,
                       n_repeats=args.repeats, sim_seed=args.sim_seed)
     sims = run_power(cfg)
-    summary = summarise(sims)
-    with pl.Config(tbl_cols=20, tbl_width_chars=200, float_precision=5, tbl_rows=60):
-        print(summary)
-        print(learner_shares(sims))
-        print(null_calibration(sims))
+    _print_tables(sims)
     out = args.out or str(REPO_ROOT / "bench" / "results" / f"uplift_power_{cfg.outcome}.json")
     with open(out, "w") as fh:
-        json.dump({"config": asdict(cfg), "summary": summary.to_dicts(), "simulations": sims.to_dicts(),
+        json.dump({"config": asdict(cfg), "summary": summarise(sims).to_dicts(), "simulations": sims.to_dicts(),
                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, fh, indent=2, default=str)
     print(f"wrote {out}")
     return 0

@@ -220,7 +220,7 @@ def analyse_experiment(
     return result
 
 
-def _expected_area(score: np.ndarray, tau_true: np.ndarray) -> float:
+def expected_area(score: np.ndarray, tau_true: np.ndarray) -> float:
     """Area between the *expected* gain curve Σ_top τ_i (true CATEs, no outcome noise) and
     the random line, per unit — the noise-free counterpart of the Qini coefficient."""
     order = np.argsort(-np.asarray(score, dtype=np.float64), kind="stable")
@@ -229,13 +229,13 @@ def _expected_area(score: np.ndarray, tau_true: np.ndarray) -> float:
     return float((c - np.arange(n + 1) / n * c[-1]).mean() / n)
 
 
-def _expected_share(score, tau_true) -> float:
+def expected_share(score, tau_true) -> float:
     """The noise-free share of the oracle's area; NaN when the true CATE is constant,
     where no ranking can beat random and the share is undefined."""
     tau_true = np.asarray(tau_true, dtype=np.float64)
     if len(tau_true) == 0 or np.ptp(tau_true) == 0:
         return float("nan")
-    return _expected_area(score, tau_true) / _expected_area(tau_true, tau_true)
+    return expected_area(score, tau_true) / expected_area(tau_true, tau_true)
 
 
 def _score_row(name, tau, t, y, boot_qini, boot_auuc, oracle_qini, fit_seconds, n_fits, tau_true=None) -> dict:
@@ -250,7 +250,7 @@ def _score_row(name, tau, t, y, boot_qini, boot_auuc, oracle_qini, fit_seconds, 
         "qini_simul_ci_low": None, "qini_simul_ci_high": None,
         "auuc": float(c.auuc()[0]), "auuc_ci_low": alo, "auuc_ci_high": ahi,
         "oracle_qini": oracle_qini, "oracle_share": (q / oracle_qini) if oracle_qini else None,
-        "expected_oracle_share": _expected_share(tau, tau_true) if tau_true is not None else None,
+        "expected_oracle_share": expected_share(tau, tau_true) if tau_true is not None else None,
         **at, "calibration_slope": cal["slope"], "calibration_gap": cal["mean_abs_gap"],
         "fit_seconds": fit_seconds, "n_base_fits": n_fits,
     }
