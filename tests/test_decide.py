@@ -19,7 +19,7 @@ def spec(**changes) -> ExperimentSpec:
         "variants": [{"name": "control", "allocation": 0.5}, {"name": "treatment", "allocation": 0.5}],
         "start_date": "2026-09-01", "end_date": "2026-09-28", "primary_metric": "converted",
         "guardrails": [{"metric": "support_tickets", "direction": "lower_is_better", "tolerance": 0.05}],
-        "mde": 0.05,
+        "mde": 0.05, "source": {"kind": "demo"},
     }
     return ExperimentSpec.model_validate({**base, **changes})
 
@@ -92,7 +92,7 @@ def test_cuped_estimate_is_preferred():
 
 
 def test_observational_design_is_decided_on_aipw_not_the_naive_difference():
-    s = spec(design="observational", guardrails=[])
+    s = spec(design="observational", guardrails=[], covariates=["pre_sessions", "plan"])
     causal = [
         {"metric": "converted", "estimator": "naive_difference", "estimand": "ATE", "estimate": 0.3, "ci_low": 0.28, "ci_high": 0.32},
         {"metric": "converted", "estimator": "aipw_logistic_gbm", "estimand": "ATE", "estimate": 0.01, "ci_low": -0.01, "ci_high": 0.03},

@@ -35,7 +35,7 @@ def test_shipped_specs_are_valid():
         (lambda s: s.__setitem__("id", "Robert'); drop table x;--"), "id", "should match pattern"),
         (lambda s: s["guardrails"].append({"metric": "nps", "direction": "higher_is_better"}), "guardrails.1.metric", "unknown metric 'nps'"),
         (lambda s: s.__setitem__("covariates", ["pre_mood"]), "covariates.0", "unknown covariate 'pre_mood'"),
-        (lambda s: s.pop("end_date"), "end_date", "required for experiments on the event stream"),
+        (lambda s: s.pop("end_date"), "end_date", "required for experiments with exposure timestamps"),
         (lambda s: s.__setitem__("colour", "blue"), "colour", "Extra inputs are not permitted"),
     ],
 )

@@ -1,11 +1,13 @@
 """The ``liftlab`` command: what people do outside the Dagster UI.
 
-    liftlab demo            run the whole pipeline on the embedded (or DATABASE_URL) Postgres
+    liftlab demo            run the whole pipeline on the demo world (embedded or DATABASE_URL Postgres)
+    liftlab run [--experiment ID]   analyse the configured specs (or one) and print the decisions
+    liftlab metrics list|show NAME|check   the metric catalogue (metrics/*.yaml)
     liftlab decisions       print the current decision table
     liftlab scorecard [ID]  print the latest estimates (results.v_scorecard)
     liftlab report ID       (re)write an experiment's HTML/Markdown report and print its path
     liftlab plan ID [--baseline-mean M --sd S]   sample size per arm for the spec's MDE
-    liftlab validate [DIR]  validate experiment specs
+    liftlab validate [DIR]  validate experiment specs, the catalogue and the files they declare
     liftlab db start|stop|url|env
     liftlab migrate
     liftlab psql [ARGS…]    a SQL shell on liftlab's database
@@ -71,6 +73,36 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"\n{result.decisions.height} decisions in {time.monotonic() - started:.0f} s — "
           "query them with `make psql`: select * from results.decisions;")
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Analyse the configured specs (``--experiment``: one of them, in-process) and print the decisions."""
+    import dagster as dg
+
+    from liftlab.instance import prepare_dagster_home
+    from liftlab.pipeline import format_decisions, run_pipeline
+
+    started = time.monotonic()
+    info = _info()
+    print(f"liftlab database: {info.label}" + ("" if os.environ.get("DATABASE_URL") else " (embedded)"))
+    prepare_dagster_home(info)
+    experiments = [args.experiment] if args.experiment else None
+    if experiments:
+        from liftlab.specs import load_specs
+
+        known = [item.spec.id for item in load_specs()]
+        if args.experiment not in known:
+            print(f"liftlab: no experiment spec with id {args.experiment!r} (known: {', '.join(known)})", file=sys.stderr)
+            return 1
+    with dg.DagsterInstance.get() as instance:
+        result = run_pipeline(instance, experiments=experiments, studies=args.studies or not experiments)
+    print()
+    shown = result.decisions.filter(result.decisions["experiment_id"].is_in(experiments)) if experiments else result.decisions
+    print(format_decisions(shown))
+    for experiment_id, why in result.failed.items():
+        print(f"\nFAILED {experiment_id}: {why}", file=sys.stderr)
+    print(f"\n{shown.height} decision(s) in {time.monotonic() - started:.1f} s")
+    return 1 if result.failed else 0
 
 
 def cmd_decisions(args: argparse.Namespace) -> int:
@@ -167,16 +199,116 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Specs, the metric catalogue (strict: every entry) and the files the specs declare."""
+    from liftlab.catalogue import CatalogueError, load_catalogue
     from liftlab.specs import SpecError, load_specs
 
+    problems: list[str] = []
+    try:
+        load_catalogue(strict=True)
+    except CatalogueError as exc:
+        problems.append(str(exc))
     try:
         loaded = load_specs(Path(args.directory) if args.directory else None)
     except SpecError as exc:
-        print(exc, file=sys.stderr)
+        problems.append(str(exc))
+        loaded = []
+    for item in loaded:
+        source = item.spec.source
+        if source.kind == "file" and not source.resolved_path(item.path).is_file():
+            problems.append(f"{item.path}: source.path: file not found: {source.resolved_path(item.path)}")
+    if problems:
+        print("\n".join(dict.fromkeys(problems)), file=sys.stderr)
         return 1
     for item in loaded:
-        print(f"ok  {item.spec.id:<22} {item.path}")
+        print(f"ok  {item.spec.id:<22} {item.spec.source.kind:<9} {item.path}")
     return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from liftlab.catalogue import load_catalogue
+    from liftlab.specs import load_specs
+
+    catalogue = load_catalogue()
+    specs = [item for item in load_specs(catalogue=catalogue) if item.spec.uses_catalogue]
+    users = {name: [i.spec.id for i in specs if name in i.spec.metric_roles()
+                    or name in i.spec.unit_metrics()] for name in catalogue.metrics}
+    if args.action == "list":
+        rows = [("metric", "definition", "window", "direction", "used by")]
+        for name, m in sorted(catalogue.metrics.items()):
+            what = f"ratio {m.ratio[0]} / {m.ratio[1]}" if m.ratio else (
+                f"{m.aggregate}({m.column or '*'}) of {m.fact}" + (f" q={m.q:g}" if m.q else "")
+                + (" where " + ", ".join(f"{k}={v}" for k, v in m.where.items()) if m.where else ""))
+            window = f"{m.window_days} d" if m.window_days else ("-" if m.ratio else "to end_date")
+            rows.append((name, what, window, "lower" if m.direction == "lower_is_better" else "higher",
+                         ", ".join(users.get(name, [])) or "-"))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        for row in rows:
+            print("  ".join(c.ljust(w) for c, w in zip(row[:4], widths, strict=True)) + "  " + row[4])
+        for key, problem in sorted(catalogue.broken.items()):
+            print(f"BROKEN {key}: {problem}")
+        return 1 if catalogue.broken else 0
+    if args.action == "show":
+        return _metrics_show(args, catalogue, specs)
+    return _metrics_check(specs, catalogue)
+
+
+def _metrics_show(args, catalogue, specs) -> int:
+    import yaml
+
+    from liftlab.sources.check import metric_statements
+
+    name = args.name
+    if name is None:
+        print("liftlab metrics show NAME: which metric?", file=sys.stderr)
+        return 2
+    metric = catalogue.metric(name)
+    print(f"# {name} — {catalogue.where_declared('metrics', name)}")
+    print(yaml.safe_dump({name: metric.model_dump(exclude_defaults=True)}, sort_keys=False, allow_unicode=True).rstrip())
+    using = [i for i in specs if name in i.spec.metric_roles() or name in i.spec.unit_metrics()]
+    if args.experiment:
+        using = [i for i in using if i.spec.id == args.experiment]
+    if not using:
+        print(f"\n-- no experiment {'named ' + args.experiment + ' ' if args.experiment else ''}uses {name}: "
+              "its SQL is compiled for an experiment (its assignments, dates and pre-period)")
+        return 0
+    from liftlab import db
+
+    try:
+        conn = db.connect(_info())
+    except db.DatabaseUnavailable as exc:
+        print(f"-- {exc}: types not read, timestamps assumed", file=sys.stderr)
+        conn = None
+    try:
+        for item in using:
+            print(f"\n-- ===== experiment {item.spec.id} ({item.path})")
+            for compiled in metric_statements(conn, item, name):
+                print(compiled.show() + ";")
+    finally:
+        if conn is not None:
+            conn.close()
+    return 0
+
+
+def _metrics_check(specs, catalogue) -> int:
+    from liftlab import db
+    from liftlab.sources.check import check_experiment
+
+    failed = 0
+    for key, problem in sorted(catalogue.broken.items()):
+        print(f"BROKEN  {key}: {problem}")
+        failed += 1
+    with db.connect(_info()) as conn:
+        for item in specs:
+            result = check_experiment(conn, item)
+            if result.ok:
+                print(f"ok      {item.spec.id:<22} {result.statements} statement(s) plan")
+            else:
+                failed += 1
+                print(f"FAILED  {item.spec.id:<22}")
+                for problem in result.problems:
+                    print(f"        {problem}")
+    return 1 if failed else 0
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -244,6 +376,15 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--users", type=int, help="synthetic world size (default 100,000)")
     demo.add_argument("--seed", type=int, help="synthetic world seed")
     demo.set_defaults(func=cmd_demo)
+    run = sub.add_parser("run", help="analyse the configured specs and print the decisions")
+    run.add_argument("--experiment", help="analyse this experiment only (in-process, no uplift refit)")
+    run.add_argument("--studies", action="store_true", help="with --experiment: refit its uplift models too")
+    run.set_defaults(func=cmd_run)
+    metrics = sub.add_parser("metrics", help="the metric catalogue: list | show NAME | check")
+    metrics.add_argument("action", choices=["list", "show", "check"])
+    metrics.add_argument("name", nargs="?")
+    metrics.add_argument("--experiment", help="show: only the SQL compiled for this experiment")
+    metrics.set_defaults(func=cmd_metrics)
     sub.add_parser("decisions", help="print the decision table").set_defaults(func=cmd_decisions)
     scorecard = sub.add_parser("scorecard", help="print the latest estimates")
     scorecard.add_argument("experiment", nargs="?")
@@ -270,6 +411,7 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=3000)
     dev.set_defaults(func=cmd_dev)
     args = parser.parse_args(argv)
+    from liftlab.catalogue import CatalogueError
     from liftlab.db import DatabaseUnavailable, redact
     from liftlab.specs import SpecError
 
@@ -282,6 +424,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except SpecError as exc:
         print(f"liftlab: invalid experiment spec:\n{exc}", file=sys.stderr)
+        return 1
+    except CatalogueError as exc:
+        print(f"liftlab: metric catalogue: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         from liftlab.pipeline import PipelineError

@@ -28,6 +28,11 @@ def experiments_dir() -> Path:
     return _path_from_env("LIFTLAB_EXPERIMENTS_DIR", REPO_ROOT / "experiments")
 
 
+def metrics_dir() -> Path:
+    """Folder of the metric catalogue (``*.yaml``: fact tables, unit tables, metrics)."""
+    return _path_from_env("LIFTLAB_METRICS_DIR", REPO_ROOT / "metrics")
+
+
 def dbt_project_dir() -> Path:
     return _path_from_env("LIFTLAB_DBT_PROJECT_DIR", REPO_ROOT / "dbt_project")
 

@@ -292,6 +292,29 @@ def replace_slice(
         return copy_frame(cur, table, frame)
 
 
+def replace_table(
+    conn: psycopg.Connection, table: str, columns: Mapping[str, str], frame: pl.DataFrame, primary_key: str | None = None
+) -> int:
+    """Drop and recreate ``table`` with ``columns`` (name → SQL type) and COPY ``frame`` into it,
+    in one transaction under an advisory lock: readers see the old table or the new one.
+
+    For tables whose columns follow a declaration (a user's file, an experiment's units); the
+    types are a fixed vocabulary (never user text), names are validated and quoted."""
+    allowed = {"text", "bigint", "integer", "double precision", "boolean", "date", "timestamptz"}
+    defs = []
+    for name, kind in columns.items():
+        if kind not in allowed:
+            raise ValueError(f"column {name!r}: unsupported type {kind!r}")
+        defs.append(sql.SQL("{} {}{}").format(sql.Identifier(check_identifier(name, "column")), sql.SQL(kind),
+                                              sql.SQL(" primary key") if name == primary_key else sql.SQL("")))
+    with conn.transaction():
+        conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (table,))
+        conn.execute(sql.SQL("drop table if exists {}").format(qualified(table)))
+        conn.execute(sql.SQL("create table {} ({})").format(qualified(table), sql.SQL(", ").join(defs)))
+        with conn.cursor() as cur:
+            return copy_frame(cur, table, frame.select(list(columns)))
+
+
 def read_frame(conn: psycopg.Connection, query: str | sql.Composable, params: Sequence | Mapping | None = None) -> pl.DataFrame:
     """Run a query and return its rows as a polars frame (json/jsonb columns as JSON text)."""
     import json

@@ -94,7 +94,7 @@ def _decide_causal(spec: ExperimentSpec, causal: Sequence[Mapping], trace: list[
         trace.append({"rule": "design", "passed": False, "detail": reason})
         return Decision(spec.id, "HOLD", None, [reason], primary, trace)
     low, high, est = chosen["ci_low"], chosen["ci_high"], chosen["estimate"]
-    sign = 1.0 if spec.primary_direction == "higher_is_better" else -1.0
+    sign = 1.0 if spec.direction(primary) == "higher_is_better" else -1.0
     naive = next((r for r in rows if r["estimator"] == "naive_difference" and r["estimand"] == chosen["estimand"]), None)
     text = (
         f"{chosen['estimator']} {chosen['estimand']} of {chosen['metric']}: {est:+.4g} (95 % CI {low:+.4g} to {high:+.4g})"
@@ -170,7 +170,7 @@ def decide(
         trace.append({"rule": "primary", "passed": False, "detail": reason})
         return Decision(spec.id, "HOLD", None, [reason], primary, trace)
 
-    sign = 1.0 if spec.primary_direction == "higher_is_better" else -1.0
+    sign = 1.0 if spec.direction(primary) == "higher_is_better" else -1.0
     winners, losers = [], []
     for arm in arms:
         row = by_metric[(primary, arm)]
@@ -200,7 +200,7 @@ def decide(
         for guardrail in spec.guardrails:
             row = by_metric.get((guardrail.metric, arm))
             status, text = ("INCONCLUSIVE", f"{guardrail.metric}: no estimate") if row is None else guardrail_status(
-                row, guardrail.direction, guardrail.tolerance
+                row, spec.guardrail_direction(guardrail), guardrail.tolerance
             )
             trace.append({"rule": "guardrail", "variant": arm, "metric": guardrail.metric, "status": status, "detail": text})
             if status != "PASS":

@@ -25,8 +25,9 @@ from liftlab.specs import ExperimentSpec
 from liftlab.stats.moments import MOMENT_COLUMNS, aggregate_joint, merge_joint
 
 __all__ = [
-    "metric_plan", "engine_options", "unit_columns", "winsorize_caps", "winsorize_units", "daily_statistics", "merge_days", "experiment_effects", "power_table",
-    "segment_effects", "daily_look_statistics", "look_effects", "EFFECT_COLUMNS", "LOOK_COLUMNS", "SEGMENT_DIMENSIONS",
+    "metric_plan", "engine_options", "unit_columns", "winsorize_caps", "winsorize_units", "daily_statistics", "merge_days",
+    "experiment_effects", "power_table", "slice_effects", "look_plan", "daily_look_statistics", "windowed_look_statistics",
+    "look_effects", "EFFECT_COLUMNS", "LOOK_COLUMNS",
 ]
 
 EFFECT_COLUMNS = [
@@ -37,13 +38,18 @@ EFFECT_COLUMNS = [
     "metric_kind", "rel_se", "alpha_adj", "abs_ci_low_adj", "abs_ci_high_adj", "rel_ci_low_adj", "rel_ci_high_adj",
     "cs_low", "cs_high", "rel_cs_low", "rel_cs_high", "chance_to_win", "expected_loss", "expected_loss_baseline",
     "theta", "variance_reduction", "rho2",
+    # 010_own_data
+    "n_window_incomplete",
 ]
 
 
 def metric_plan(spec: ExperimentSpec) -> dict[str, tuple[str, str | None, str | None]]:
-    """metric → (y column, CUPED covariate column or None, denominator column or None)."""
+    """metric → (y column, CUPED covariate column or None, denominator column or None), for every
+    metric with sufficient statistics (quantile metrics are estimated from their rows)."""
     plan = {}
     for metric in spec.metric_roles():
+        if spec.metric_kind(metric) == "quantile":
+            continue
         ratio = spec.ratio(metric)
         y, d = ratio if ratio else (metric, None)
         plan[metric] = (y, spec.pre_period_column(metric), d)
@@ -57,40 +63,54 @@ def unit_columns(spec: ExperimentSpec) -> list[str]:
     return list(dict.fromkeys(cols))
 
 
-def _window_scale(spec: ExperimentSpec) -> float:
-    """Metric-window length / pre-period length (converts a pre-period cap to the window)."""
-    if spec.start_date and spec.end_date and spec.pre_period_days > 0:
+def window_scale(spec: ExperimentSpec, metric: str | None = None) -> float:
+    """Metric-window length / pre-period length (converts a pre-period cap to the window): the
+    catalogue's ``window_days`` where the metric has one, else the experiment's length."""
+    if spec.pre_period_days <= 0:
+        return 1.0
+    if metric is not None and spec.uses_catalogue and metric in spec.catalogue.metrics:
+        days = spec.catalogue.metrics[metric].window_days
+        if days:
+            return days / spec.pre_period_days
+    if spec.start_date and spec.end_date:
         return ((spec.end_date - spec.start_date).days + 1) / spec.pre_period_days
     return 1.0
 
 
 def winsorize_caps(units: pl.DataFrame, spec: ExperimentSpec) -> dict[str, float]:
-    """Cap of each metric in ``spec.winsorize``: ``scale × q_p`` of its pre-period values over all
-    units of the experiment (``units`` needs only the pre-period columns).
+    """Cap of each capped metric: ``scale × q_p`` of its pre-period values over all units of the
+    experiment for a percentile cap (``spec.caps()``; ``units`` needs only the pre-period
+    columns), or the catalogue's fixed ``cap_value``.
 
     Fixed before any outcome is seen, and computed from every unit, so the cohorts of each day
     are capped alike whether they are aggregated together or one daily partition at a time.
     """
     from liftlab.stats.winsorize import pre_period_cap
 
-    scale = _window_scale(spec)
-    return {
-        metric: pre_period_cap(units[spec.pre_period_column(metric)].to_numpy(), pct, scale)
-        for metric, pct in spec.winsorize.items()
+    caps = {
+        metric: pre_period_cap(units[spec.pre_period_column(metric)].to_numpy(), pct, window_scale(spec, metric))
+        for metric, pct in spec.caps().items()
     }
+    return caps | {metric: float(value) for metric, value in spec.cap_values().items() if metric not in caps}
+
+
+def capped_covariates(spec: ExperimentSpec) -> list[str]:
+    """The pre-period columns :func:`winsorize_caps` reads."""
+    return list(dict.fromkeys(spec.pre_period_column(m) for m in spec.caps()))
 
 
 def winsorize_units(
     units: pl.DataFrame, spec: ExperimentSpec, caps: dict[str, float] | None = None
 ) -> tuple[pl.DataFrame, dict[str, float]]:
-    """Cap each metric in ``spec.winsorize`` at its cap (:func:`winsorize_caps`, from ``units``
-    unless given) and its pre-period covariate at ``cap / scale``."""
+    """Cap each capped metric at its cap (:func:`winsorize_caps`, from ``units`` unless given) and
+    its pre-period covariate at ``cap / scale`` (the same cap, per day of the pre-period)."""
     caps = winsorize_caps(units, spec) if caps is None else caps
-    scale = _window_scale(spec)
     for metric, cap in caps.items():
-        if not math.isnan(cap):
+        if not math.isnan(cap) and metric in units.columns:
+            units = units.with_columns(pl.col(metric).clip(upper_bound=cap))
             pre = spec.pre_period_column(metric)
-            units = units.with_columns(pl.col(metric).clip(upper_bound=cap), pl.col(pre).clip(upper_bound=cap / scale))
+            if pre in units.columns:
+                units = units.with_columns(pl.col(pre).clip(upper_bound=cap / window_scale(spec, metric)))
     return units, caps
 
 
@@ -110,9 +130,9 @@ def engine_options(spec: ExperimentSpec, metrics: list[str] | None = None) -> di
     """Keyword arguments of :func:`liftlab.stats.engine.analyze` for a spec's metrics: kind (mean or
     ratio), CUPED where a covariate exists (randomized designs only), good direction, sequential
     tuning, prior, and the name of the unadjusted method (``naive_welch_t`` when not randomized)."""
-    metrics = list(spec.metric_roles()) if metrics is None else metrics
-    randomized = spec.design == "randomized"
     plan = metric_plan(spec)
+    metrics = list(plan) if metrics is None else metrics
+    randomized = spec.design == "randomized"
     return {
         "baseline": spec.baseline, "alpha": spec.alpha,
         "kinds": {m: "ratio" if spec.ratio(m) else "mean" for m in metrics},
@@ -123,17 +143,25 @@ def engine_options(spec: ExperimentSpec, metrics: list[str] | None = None) -> di
     }
 
 
-def experiment_effects(daily: pl.DataFrame, spec: ExperimentSpec) -> pl.DataFrame:
-    """Effect rows (one per metric × variant × method) with adjusted p values and CIs."""
+def experiment_effects(daily: pl.DataFrame, spec: ExperimentSpec, window_incomplete: dict[str, int] | None = None) -> pl.DataFrame:
+    """Effect rows (one per metric × variant × method) with adjusted p values and CIs.
+
+    ``window_incomplete``: unit-level metric → units of the experiment left out because their
+    window was not complete at the cut-off (a ratio counts its parts' largest)."""
     from liftlab.stats.engine import adjust, analyze
 
     options = engine_options(spec)
     table = analyze(merge_days(daily), keys=[], **options)
     table = adjust(table, spec.metric_roles(), alpha=spec.alpha)
+    left_out = {}
+    if window_incomplete is not None:
+        for metric, (y, _, d) in metric_plan(spec).items():
+            left_out[metric] = max(int(window_incomplete.get(c, 0)) for c in (y, d) if c is not None)
     return table.with_columns(
         pl.lit(spec.id).alias("experiment_id"),
         pl.lit(spec.alpha).alias("alpha"),
         pl.col("metric").replace_strict(options["kinds"], default="mean").alias("metric_kind"),
+        pl.col("metric").replace_strict(left_out, default=None, return_dtype=pl.Int64).alias("n_window_incomplete"),
     )
 
 
@@ -145,38 +173,93 @@ LOOK_COLUMNS = [
 
 
 def look_days(spec: ExperimentSpec, first_exposure, last_activity) -> list:
-    """Every day from the start (or first exposure) to the end date (or the last day with data)."""
+    """Every day from the start (or first exposure) to the end date (or the last day with data),
+    and on past the end date while windows that started before it complete (``last_activity``)."""
     from datetime import timedelta
 
     first = spec.start_date or first_exposure
-    last = spec.end_date or last_activity or first
+    last = max(d for d in (spec.end_date, last_activity, first) if d is not None) if first is not None else None
     if first is None:
         return []
     return [first + timedelta(days=i) for i in range((last - first).days + 1)]
 
 
-def daily_look_statistics(batches, spec: ExperimentSpec, arms: list[str], days: list, caps: dict[str, float]) -> pl.DataFrame:
-    """Joint statistics per look day × variant × metric (:mod:`liftlab.stats.looks`).
+#: How a unit-level aggregate accumulates day by day in the looks (:mod:`liftlab.stats.looks` kinds).
+LOOK_KINDS = {"count": "sum", "sum": "sum", "any": "any", "count_distinct_days": "count_days"}
+
+
+def look_plan(spec: ExperimentSpec) -> tuple[dict, dict, list[str]]:
+    """:func:`metric_plan` split for the daily looks: metrics that accumulate day by day from
+    exposure (no ``window_days``), metrics that enter when their window is complete (with their
+    final value, as in the final analysis), and metrics without looks (maxima and quantiles)."""
+    daily, windowed, none = {}, {}, []
+    for metric, (y, x, d) in metric_plan(spec).items():
+        if spec.metric_kind(metric) == "quantile":
+            none.append(metric)
+            continue
+        parts = [spec.catalogue.metric(c) for c in (y, d) if c is not None]
+        if any(p.aggregate == "max" for p in parts):
+            none.append(metric)
+        elif any(p.window_days for p in parts):
+            windowed[metric] = (y, x, d)
+        else:
+            daily[metric] = (y, x, d)
+    return daily, windowed, none
+
+
+def look_rules(spec: ExperimentSpec, plan: dict) -> dict:
+    """outcome → :class:`~liftlab.stats.looks.OutcomeRule` reading the outcome's daily column."""
+    from liftlab.stats.looks import OutcomeRule
+
+    outcomes = dict.fromkeys(c for y, _, d in plan.values() for c in (y, d) if c is not None)
+    return {o: OutcomeRule(o, LOOK_KINDS[spec.catalogue.metric(o).aggregate]) for o in outcomes}
+
+
+def _capped_pre(units: pl.DataFrame, spec: ExperimentSpec, caps: dict[str, float]) -> pl.DataFrame:
+    """Pre-period covariates capped as :func:`winsorize_units` caps them."""
+    return units.with_columns(
+        pl.col(spec.pre_period_column(m)).clip(upper_bound=cap / window_scale(spec, m))
+        for m, cap in caps.items() if not math.isnan(cap) and spec.pre_period_column(m) in units.columns
+    )
+
+
+def daily_look_statistics(batches, spec: ExperimentSpec, arms: list[str], days: list, caps: dict[str, float]) -> dict:
+    """Look sums (not yet accumulated) of the metrics that accumulate day by day.
 
     ``batches`` yields disjoint ``(units, activity)`` pairs — :func:`liftlab.units.analysis_frame`
-    rows with the metrics' covariates and their :func:`liftlab.units.activity_frame` rows — so
-    memory is one batch. Winsorization as in :func:`daily_statistics` (same ``caps``), so the
-    last look equals it.
+    rows with the metrics' covariates, and per unit and UTC day its contribution to each outcome
+    (:meth:`liftlab.sources.compile.ExperimentSQL.daily`) — so memory is one batch.
+    Winsorization as in :func:`daily_statistics` (same ``caps``), so the last look equals it.
     """
-    from liftlab.stats.looks import add_sums, cumulate_looks, look_sums, running_values
-    from liftlab.units import EVENT_OUTCOME_RULES
+    from liftlab.stats.looks import add_sums, look_sums, running_values
 
-    plan = metric_plan(spec)
-    scale = _window_scale(spec)
-    outcomes = dict.fromkeys(c for y, _, d in plan.values() for c in (y, d) if c is not None)
-    rules = {o: EVENT_OUTCOME_RULES[o] for o in outcomes}
+    plan, _, _ = look_plan(spec)
+    rules = look_rules(spec, plan)
     sums: dict = {}
     for units, activity in batches:
-        units = units.with_columns(
-            pl.col(spec.pre_period_column(m)).clip(upper_bound=cap / scale) for m, cap in caps.items() if not math.isnan(cap)
-        )
-        sums = add_sums(sums, look_sums(units, running_values(activity, rules), plan, arms, days, caps))
-    return cumulate_looks(sums, arms, days)
+        sums = add_sums(sums, look_sums(_capped_pre(units, spec, caps), running_values(activity, rules), plan, arms,
+                                        days, caps))
+    return sums
+
+
+def windowed_look_statistics(units: pl.DataFrame, spec: ExperimentSpec, arms: list[str], days: list,
+                             caps: dict[str, float]) -> dict:
+    """Look sums of the metrics with a window: a unit enters on the day its window completes
+    (``done__<metric>`` in ``units``), with its final value — as the final analysis counts it;
+    a unit whose window is not complete (NaN) never enters."""
+    from liftlab.stats.looks import look_sums
+
+    _, plan, _ = look_plan(spec)
+    units = _capped_pre(units, spec, caps)
+    sums: dict = {}
+    for metric, (y, x, d) in plan.items():
+        outcomes = [c for c in (y, d) if c is not None]
+        part = units.filter(*[pl.col(c).is_not_nan() & pl.col(c).is_not_null() for c in outcomes]).with_columns(
+            pl.col(f"done__{metric}").alias("day"))
+        running = part.select("unit_id", "day", *[pl.col(c) for c in outcomes],
+                              *[pl.lit(0.0).alias(f"{c}__prev") for c in outcomes])
+        sums |= look_sums(part, running, {metric: (y, x, d)}, arms, days, caps)
+    return sums
 
 
 def look_effects(stats: pl.DataFrame, spec: ExperimentSpec) -> pl.DataFrame:
@@ -230,29 +313,60 @@ def power_table(effects: pl.DataFrame, daily: pl.DataFrame, spec: ExperimentSpec
     return pl.DataFrame(rows, schema=schema)
 
 
-#: raw.users attributes used as segment dimensions for event-stream experiments.
-SEGMENT_DIMENSIONS = ("plan", "device", "engagement_level")
+SLICE_COLUMNS = [
+    "experiment_id", "dimension", "slice", "metric", "metric_role", "variant", "baseline", "method", "estimated", "note",
+    "n_baseline", "n_variant", "mean_baseline", "mean_variant", "abs_effect", "abs_se", "abs_ci_low", "abs_ci_high",
+    "rel_effect", "rel_ci_low", "rel_ci_high", "p_value", "p_value_adj", "alpha", "run_id",
+]
 
 
-def segment_effects(units: pl.DataFrame, spec: ExperimentSpec, dimensions=SEGMENT_DIMENSIONS) -> pl.DataFrame:
-    """Effects of the primary metric within each segment of each dimension (Welch / delta
-    method and CUPED), with Benjamini–Hochberg adjusted p values and FCR-adjusted CIs across all
-    dimension × segment × arm rows of a method (Benjamini & Hochberg 1995; Benjamini &
-    Yekutieli 2005).  ``units`` is :func:`liftlab.units.analysis_frame` plus the dimension
-    columns.  Segment statistics are computed with :func:`aggregate_joint`, so they are mergeable
-    like the daily partitions (the segments of one dimension sum to the whole experiment).
+def slice_effects(units: pl.DataFrame, spec: ExperimentSpec, caps: dict[str, float] | None = None) -> pl.DataFrame:
+    """Effects of every metric within each slice (level) of each of the spec's ``dimensions``.
+
+    ``units``: :func:`liftlab.units.analysis_frame` rows with the metrics' columns plus one text
+    column per dimension (a missing level reads ``(missing)``). Statistics are the same joint
+    sufficient statistics as the whole experiment's (:func:`aggregate_joint`: the slices of a
+    dimension sum to it), winsorized with the experiment's caps, analysed by the same engine
+    (Welch / delta method and CUPED). A slice × arm with fewer than ``spec.slice_min_units``
+    units in either arm is reported with its counts, not estimated. Multiplicity: one
+    Benjamini–Hochberg family per metric × method across every estimated dimension × slice ×
+    arm (Benjamini & Hochberg 1995) — a slice table is exploration, its discoveries are
+    controlled for the false-discovery rate, not treated as pre-registered tests.
     """
     from liftlab.stats.engine import adjust, analyze
 
-    primary = spec.primary_metric
-    plan = {primary: metric_plan(spec)[primary]}
-    units, _ = winsorize_units(units, spec)
+    plan = metric_plan(spec)
+    if not spec.dimensions or not plan or units.is_empty():
+        return pl.DataFrame(schema={c: pl.Utf8 for c in SLICE_COLUMNS})
+    units, _ = winsorize_units(units, spec, caps)
     stats = pl.concat([
-        aggregate_joint(units.with_columns(pl.col(dim).cast(pl.Utf8).fill_null("(missing)").alias("segment")),
-                        ["segment", "variant"], plan).with_columns(pl.lit(dim).alias("dimension"))
-        for dim in dimensions
-    ], how="vertical_relaxed").select("dimension", "segment", "variant", "metric", "n", *MOMENT_COLUMNS)
-    table = analyze(stats, keys=["dimension", "segment"], **engine_options(spec, [primary]))
-    # one BH family per method: every dimension × segment × arm
-    return adjust(table, {primary: "secondary"}, alpha=spec.alpha).with_columns(
-        pl.lit(spec.id).alias("experiment_id"), pl.lit("segment").alias("metric_role"))
+        aggregate_joint(units.with_columns(pl.col(dim).cast(pl.Utf8).fill_null("(missing)").alias("slice")),
+                        ["slice", "variant"], plan).with_columns(pl.lit(dim).alias("dimension"))
+        for dim in spec.dimensions
+    ], how="vertical_relaxed").select("dimension", "slice", "variant", "metric", "n", *MOMENT_COLUMNS)
+    table = analyze(stats, keys=["dimension", "slice"], **engine_options(spec))
+    small = (pl.col("n_baseline") < spec.slice_min_units) | (pl.col("n_variant") < spec.slice_min_units)
+    estimated = table.filter(~small)
+    adjusted = adjust(estimated, {m: "secondary" for m in plan}, alpha=spec.alpha, keys=["metric"]) if estimated.height else None
+    reported = table.filter(small).with_columns(
+        pl.lit(False).alias("estimated"),
+        pl.format("fewer than {} units per arm: reported, not estimated", pl.lit(spec.slice_min_units)).alias("note"),
+        *[pl.lit(None, dtype=pl.Float64).alias(c) for c in (
+            "abs_effect", "abs_se", "abs_ci_low", "abs_ci_high", "rel_effect", "rel_ci_low", "rel_ci_high", "p_value")],
+        pl.lit(None, dtype=pl.Float64).alias("p_value_adj"),
+    )
+    parts = [reported.select(_slice_select())]
+    if adjusted is not None:
+        parts.append(adjusted.with_columns(pl.lit(True).alias("estimated"), pl.lit(None, dtype=pl.Utf8).alias("note"))
+                     .select(_slice_select()))
+    roles = spec.metric_roles()
+    return pl.concat(parts, how="vertical_relaxed").with_columns(
+        pl.lit(spec.id).alias("experiment_id"), pl.lit(spec.alpha).alias("alpha"),
+        pl.col("metric").replace_strict(roles, default="secondary").alias("metric_role"),
+    ).sort("dimension", "slice", "metric", "variant", "method")
+
+
+def _slice_select() -> list[str]:
+    return ["dimension", "slice", "metric", "variant", "baseline", "method", "estimated", "note", "n_baseline",
+            "n_variant", "mean_baseline", "mean_variant", "abs_effect", "abs_se", "abs_ci_low", "abs_ci_high",
+            "rel_effect", "rel_ci_low", "rel_ci_high", "p_value", "p_value_adj"]

@@ -1,12 +1,15 @@
 """Running the whole asset graph in order, in-process: what ``make demo`` and the tests do.
 
-1. ``build_data``: specs, synthetic world, user files, dbt (one run).
-2. ``daily_stats``: one run over the range of day partitions (each day's exposure cohorts).
-3. The study jobs (``causal_studies``, ``uplift_models``): causal estimates for launches that
-   were not randomized, uplift models and targeting policies.
-4. ``analyse_experiment`` for each experiment partition (one run each). A run whose blocking
-   gate fails is the gate doing its job: the experiment is halted, the others go on.
-5. ``decide``: the decision table and the reports.
+1. ``build_data``: the spec registry; the synthetic world and dbt where a spec uses the demo.
+2. ``build_units`` for each experiment partition: its units from its source (file, table,
+   warehouse, demo). A source that cannot be read as declared fails that experiment only:
+   nothing of it is written, its previous results stay, the others go on.
+3. ``daily_stats``: one run over the range of day partitions (each day's exposure cohorts).
+4. The study jobs (``uplift_models``): uplift models and targeting policies.
+5. ``analyse_experiment`` for each experiment partition (one run each): gates, effects, slices,
+   and the causal estimates of a launch that was not randomized. A run whose blocking gate
+   fails is the gate doing its job: the experiment is halted, the others go on.
+6. ``decide``: the decision table and the reports.
 
 Runs are recorded in the given Dagster instance, so the UI shows them.
 """
@@ -35,6 +38,8 @@ class PipelineResult:
     decisions: pl.DataFrame
     halted: list[str] = field(default_factory=list)
     run_ids: dict[str, str] = field(default_factory=dict)
+    #: experiment → why its units could not be built (nothing of it was written this run)
+    failed: dict[str, str] = field(default_factory=dict)
 
 
 def definitions_with(resources: Mapping[str, object] | None = None) -> dg.Definitions:
@@ -66,6 +71,20 @@ def _failure_message(result: dg.ExecuteInProcessResult) -> str:
     return "run failed"
 
 
+def _experiment_days(ids: list[str]) -> dict[str, str] | None:
+    """Range tags covering the exposure days of these experiments (None: none has exposure days)."""
+    from liftlab.defs.partitions import day_partitions
+    from liftlab.sources import adapter
+
+    keys = day_partitions.get_partition_keys()
+    specs = [item.spec for item in load_specs() if item.spec.id in ids and adapter(item.spec).timestamped]
+    if not specs or not keys:
+        return None
+    first = max(min(str(s.start_date) for s in specs), keys[0])
+    last = min(max(str(s.end_date) for s in specs), keys[-1])
+    return day_range_tags(first, last) if first <= last else None
+
+
 def _execute(job, instance: dg.DagsterInstance, quiet: bool, **kwargs) -> dg.ExecuteInProcessResult:
     """Run a job in-process; ``quiet`` keeps Dagster's and dbt's console chatter out of the terminal.
 
@@ -73,8 +92,9 @@ def _execute(job, instance: dg.DagsterInstance, quiet: bool, **kwargs) -> dg.Exe
     failure is reported by the caller with the step's error message.
     """
     if not quiet:
-        return job.execute_in_process(instance=instance, raise_on_error=False, **kwargs)
-    run_config = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=kwargs.pop("run_config", None) or {},
+                                      **kwargs)
+    run_config = {**(kwargs.pop("run_config", None) or {}), "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     with contextlib.redirect_stdout(io.StringIO()):
         return job.execute_in_process(instance=instance, raise_on_error=False, run_config=run_config, **kwargs)
 
@@ -96,39 +116,62 @@ def run_pipeline(
     experiments: list[str] | None = None,
     log=print,
     quiet: bool = True,
+    studies: bool = True,
 ) -> PipelineResult:
+    """Run the jobs in order (module docstring). ``experiments`` narrows every step to those
+    experiments (their units, their days' statistics, their uplift models, their analyses);
+    ``studies=False`` leaves the uplift models as they are."""
     defs = definitions_with(resources)
     postgres = defs.resources["postgres"]
     run_ids: dict[str, str] = {}
 
-    log("• build_data: specs, synthetic world, user files, dbt build …")
+    log("• build_data: specs; the demo world and dbt where a spec uses it …")
     built = _execute(defs.resolve_job_def("build_data"), instance, quiet)
     run_ids["build_data"] = built.run_id
     if not built.success:
         raise PipelineError(f"build_data failed — {_failure_message(built)}")
 
+    ids = experiments or [item.spec.id for item in load_specs()]
+    missing = [i for i in ids if not instance.has_dynamic_partition("experiment", i)]
+    if missing:
+        instance.add_dynamic_partitions("experiment", missing)
+    failed: dict[str, str] = {}
+    units_job = defs.resolve_job_def("build_units")
+    for experiment_id in ids:
+        result = _execute(units_job, instance, quiet, partition_key=experiment_id)
+        run_ids[f"units:{experiment_id}"] = result.run_id
+        if not result.success:
+            failed[experiment_id] = _failure_message(result)
+            log(f"• FAILED {experiment_id}: its units could not be built — {failed[experiment_id]}")
+
     log("• daily_stats: sufficient statistics of every day's exposure cohorts …")
-    stats = _execute(defs.resolve_job_def("daily_stats"), instance, quiet, tags=day_range_tags())
+    stats_config, days = {}, day_range_tags()
+    if experiments:
+        stats_config = {"ops": {"results__daily_stats": {"config": {"experiments": ids}}}}
+        days = _experiment_days(ids) or days
+    stats = _execute(defs.resolve_job_def("daily_stats"), instance, quiet, tags=days, run_config=stats_config)
     run_ids["daily_stats"] = stats.run_id
     if not stats.success:
         raise PipelineError(f"daily_stats failed — {_failure_message(stats)}")
 
     from liftlab.defs.jobs import STUDY_JOBS
 
-    for study in (job.name for job in STUDY_JOBS):
+    for study in (job.name for job in STUDY_JOBS) if studies else ():
+        run_config = {}
+        if experiments:
+            modelled = [item.spec.id for item in load_specs() if item.spec.id in ids and item.spec.uplift is not None]
+            if not modelled:
+                continue
+            run_config = {"ops": {"uplift_learners": {"config": {"experiments": modelled}}}}
         log(f"• {study} …")
-        result = _execute(defs.resolve_job_def(study), instance, quiet)
+        result = _execute(defs.resolve_job_def(study), instance, quiet, run_config=run_config)
         run_ids[study] = result.run_id
         if not result.success:
             raise PipelineError(f"{study} failed — {_failure_message(result)}")
 
-    ids = experiments or [item.spec.id for item in load_specs()]
-    missing = [i for i in ids if not instance.has_dynamic_partition("experiment", i)]
-    if missing:
-        instance.add_dynamic_partitions("experiment", missing)
     halted: list[str] = []
     analyse = defs.resolve_job_def("analyse_experiment")
-    for experiment_id in ids:
+    for experiment_id in [i for i in ids if i not in failed]:
         result = _execute(analyse, instance, quiet, partition_key=experiment_id)
         run_ids[experiment_id] = result.run_id
         if result.success:
@@ -155,7 +198,7 @@ def run_pipeline(
             conn,
             "select experiment_id, decision, variant, primary_metric, reasons from results.decisions order by experiment_id",
         )
-    return PipelineResult(decisions=decisions, halted=halted, run_ids=run_ids)
+    return PipelineResult(decisions=decisions, halted=halted, run_ids=run_ids, failed=failed)
 
 
 def format_decisions(decisions: pl.DataFrame) -> str:

@@ -2,8 +2,15 @@
 
 A spec names the variants and their planned allocation, the baseline, the dates, the primary
 and secondary metrics, the guardrails (with the direction that counts as harm and a tolerance)
-and the pre-period covariates, plus where the data comes from: the event stream
-(``source: {kind: events}``) or a user-level file (CSV or Parquet) the user declares.
+and the pre-period covariates, plus where the data comes from (``source``):
+
+* ``warehouse`` — the team's own Postgres tables: an assignments (exposure) table or query,
+  and the fact tables of the metric catalogue (``metrics/*.yaml``, :mod:`liftlab.catalogue`);
+* ``demo`` — the synthetic SaaS world, analysed like a warehouse over its own tables;
+* ``table`` — a unit-level table or view (one row per unit), read in place;
+* ``file`` — a unit-level CSV or Parquet file, loaded into ``raw.src_<id>``.
+
+Warehouse and demo specs name catalogue metrics; table and file specs name their columns.
 
 Every problem is reported as ``<file>: <key>: <message>`` so that the person who wrote the
 spec knows exactly what to fix; identifiers that end up in SQL are validated here.
@@ -15,55 +22,23 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator, model_validator,
+)
 
 from liftlab import config
 
 IDENTIFIER = r"^[a-z_][a-z0-9_]{0,62}$"
-
-#: Unit-level metrics available for experiments on the event stream (``marts.fct_unit_metrics``),
-#: with the direction in which the metric improves.
-EVENT_METRICS: dict[str, str] = {
-    "converted": "higher_is_better",
-    "ai_calls": "higher_is_better",
-    "revenue": "higher_is_better",
-    "sessions": "higher_is_better",
-    "tasks_completed": "higher_is_better",
-    "support_tickets": "lower_is_better",
-    "reactivated": "higher_is_better",
-    "active_days": "higher_is_better",
-}
-#: Ratio metrics of unit sums on the event stream: name → (numerator, denominator).  The
-#: statistic is Σ numerator / Σ denominator over the units of an arm (delta method).
-EVENT_RATIO_METRICS: dict[str, tuple[str, str]] = {
-    "revenue_per_session": ("revenue", "sessions"),
-}
-#: Each event metric's own pre-period value (the CUPED covariate and the winsorization reference).
-EVENT_PRE_PERIOD: dict[str, str] = {
-    "sessions": "pre_sessions",
-    "ai_calls": "pre_ai_calls",
-    "tasks_completed": "pre_tasks_completed",
-    "support_tickets": "pre_support_tickets",
-    "revenue": "pre_revenue",
-    "active_days": "pre_active_days",
-}
-EVENT_COVARIATES = (
-    "pre_sessions",
-    "pre_ai_calls",
-    "pre_tasks_completed",
-    "pre_support_tickets",
-    "pre_revenue",
-    "pre_active_days",
-)
+QUALIFIED = r"^[a-z_][a-z0-9_]{0,62}\.[a-z_][a-z0-9_]{0,62}$"
 
 Direction = Literal["higher_is_better", "lower_is_better"]
 ColumnType = Literal["integer", "float", "string", "boolean"]
 
 
-#: Longest id of a file-source experiment: its rows go to ``raw.src_<id>`` (63-character names).
+#: Longest experiment id: its units go to ``raw.src_<id>`` or ``units.<id>`` (63-character names).
 MAX_FILE_ID_LENGTH = 63 - len("src_")
 
 
@@ -82,6 +57,27 @@ def _first_nul(value, key: str = "") -> str | None:
             if found:
                 return found
     return None
+
+
+class _LazyCatalogue:
+    """The default catalogue, loaded on first use (file-only deployments never read metrics/)."""
+
+    def __init__(self) -> None:
+        self._loaded = None
+        self.error = None
+
+    @property
+    def resolved(self):
+        from liftlab.catalogue import CatalogueError, load_catalogue
+
+        if self._loaded is None and self.error is None:
+            try:
+                self._loaded = load_catalogue()
+            except CatalogueError as exc:
+                self.error = exc
+        if self.error is not None:
+            raise self.error
+        return self._loaded
 
 
 class SpecError(ValueError):
@@ -108,7 +104,8 @@ class Variant(_Strict):
 
 class Guardrail(_Strict):
     metric: str
-    direction: Direction = "higher_is_better"
+    #: The direction in which the guardrail metric is good; absent → the catalogue's, else higher.
+    direction: Direction | None = None
     #: Non-inferiority margin, relative to the baseline mean (0.02 = 2 % worse is tolerated).
     tolerance: Annotated[float, Field(ge=0, le=1)] = 0.02
 
@@ -122,18 +119,16 @@ class RatioMetric(_Strict):
     direction: Direction = "higher_is_better"
 
 
-class EventSource(_Strict):
-    kind: Literal["events"] = "events"
+Ident = Annotated[str, Field(pattern=IDENTIFIER)]
+#: Name of an environment variable holding a postgresql:// URL (never the URL itself: secrets
+#: stay in the environment).
+EnvVar = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]{0,127}$")]
 
 
-class FileSource(_Strict):
-    """A user-level file: one row per unit, a variant column, outcomes and covariates."""
+class _UnitColumns(_Strict):
+    """A unit-level source (a file or a table): one row per unit, a variant column, outcomes."""
 
-    kind: Literal["file"] = "file"
-    path: str
-    format: Literal["csv", "parquet"] = "csv"
-    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
-    #: Column holding the unit id; None means the row number (1-based) is the unit.
+    #: Column holding the unit id; None means the row number (1-based) is the unit (files only).
     unit_column: str | None = None
     variant_column: str
     columns: dict[str, ColumnType]
@@ -151,10 +146,23 @@ class FileSource(_Strict):
         return value
 
     @model_validator(mode="after")
-    def _declared(self) -> FileSource:
+    def _declared(self):
         for key in [self.variant_column, *self.outcomes, *([self.unit_column] if self.unit_column else [])]:
             if key not in self.columns:
                 raise ValueError(f"{key!r} is used but not declared in columns")
+        return self
+
+
+class FileSource(_UnitColumns):
+    """A user-level file (CSV or Parquet), loaded into ``raw.src_<id>``."""
+
+    kind: Literal["file"] = "file"
+    path: str
+    format: Literal["csv", "parquet"] = "csv"
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+
+    @model_validator(mode="after")
+    def _reserved(self) -> FileSource:
         # raw.src_<id> stores the unit id as unit_id and the arm as variant
         for reserved, role in (("unit_id", self.unit_column), ("variant", self.variant_column)):
             if reserved in self.columns and role != reserved:
@@ -167,9 +175,72 @@ class FileSource(_Strict):
         return path if path.is_absolute() else (spec_file.parent / path).resolve()
 
 
-#: ``raw.users`` attributes an uplift model may use on event-stream experiments (measured
-#: before exposure; ``signup_date`` is left out because ``tenure_days`` encodes it).
-USER_ATTRIBUTES = ("plan", "company_size", "region", "device", "tenure_days", "engagement_score", "engagement_level")
+class TableSource(_UnitColumns):
+    """A unit-level table or view in Postgres, read in place (never copied), the twin of ``file``."""
+
+    kind: Literal["table"] = "table"
+    connection: EnvVar | None = None
+    table: Annotated[str, Field(pattern=QUALIFIED)]
+    unit_column: str  # a table has no row numbers
+
+    @model_validator(mode="after")
+    def _distinct_roles(self) -> TableSource:
+        if self.unit_column == self.variant_column:
+            raise ValueError("unit_column and variant_column must differ")
+        return self
+
+
+class Assignments(_Strict):
+    """Where exposures come from: a table (or a read-only query) with one row per assignment."""
+
+    table: Annotated[str, Field(pattern=QUALIFIED)] | None = None
+    sql: Annotated[str, Field(min_length=1, max_length=100_000)] | None = None
+    unit: Ident
+    variant: Ident
+    timestamp: Ident
+    #: column = value (or list of values) pairs; values are bound as parameters.
+    where: dict[str, Any] = {}
+
+    @field_validator("where")
+    @classmethod
+    def _where(cls, value: dict) -> dict:
+        from liftlab.catalogue import check_where
+
+        return check_where(value)
+
+    @model_validator(mode="after")
+    def _one_relation(self) -> Assignments:
+        if (self.table is None) == (self.sql is None):
+            raise ValueError("give either table: schema.name or sql: \"select …\" (not both)")
+        if self.sql is not None and ";" in self.sql.strip().rstrip(";"):
+            raise ValueError("sql: one select statement, without ';' (it is wrapped as a read-only subquery)")
+        return self
+
+    @property
+    def relation_label(self) -> str:
+        return self.table or "(assignments sql)"
+
+
+class WarehouseSource(_Strict):
+    """A team's own tables: assignments (exposures) plus the catalogue's fact tables."""
+
+    kind: Literal["warehouse"] = "warehouse"
+    #: Environment variable with the URL of the database to read; absent → liftlab's own database.
+    connection: EnvVar | None = None
+    assignments: Assignments
+
+
+class DemoSource(_Strict):
+    """The synthetic SaaS world (``liftlab demo``): generated when a spec uses it, analysed like a
+    warehouse over its own tables (``liftlab.synth.tables``) and the ``metrics/`` catalogue."""
+
+    kind: Literal["demo"] = "demo"
+
+
+Source = Annotated[FileSource | TableSource | WarehouseSource | DemoSource, Field(discriminator="kind")]
+#: Source kinds whose metrics come from the catalogue (exposure timestamps, fact tables).
+CATALOGUE_KINDS = ("warehouse", "demo")
+
 
 UpliftLearner = Literal[
     "s_learner", "t_learner", "x_learner", "r_learner", "dr_learner", "class_transformation", "single_feature_rule",
@@ -180,17 +251,17 @@ UPLIFT_LEARNERS: tuple[str, ...] = get_args(UpliftLearner)
 class UpliftSpec(_Strict):
     """Uplift modelling and targeting (optional ``uplift:`` block; absent → not modelled).
 
-    ``features`` must be measured before exposure: for event-stream experiments the
-    ``raw.users`` attributes and the ``pre_*`` columns of ``marts.fct_unit_metrics``; for a
-    declared file, the spec's ``covariates`` plus the file columns listed in
-    ``pre_treatment``. Outcomes, the variant and the unit id are always refused.
+    ``features`` must be measured before exposure: for warehouse and demo experiments the
+    unit-table attributes, the dimensions and the pre-period twins ``pre_<metric>``; for a file
+    or table source, the spec's ``covariates`` plus the columns listed in ``pre_treatment``.
+    Outcomes, the variant and the unit id are always refused.
     """
 
     #: Outcomes to model (binary 0/1 → classifiers, else regressors); the first is the primary.
     outcomes: Annotated[list[str], Field(min_length=1)]
     #: Pre-treatment features; empty → every allowed feature.
     features: list[str] = []
-    #: File sources only: extra declared columns that are measured before exposure.
+    #: File and table sources only: extra declared columns that are measured before exposure.
     pre_treatment: list[str] = []
     #: Arms modelled against the baseline (each arm vs control); empty → every non-baseline arm.
     arms: list[str] = []
@@ -217,44 +288,82 @@ class UpliftSpec(_Strict):
         return float(self.value_per_conversion)
 
 
+CausalEstimator = Literal["aipw", "ipw", "matching", "regression"]
+
+
+class SyntheticControlSpec(_Strict):
+    #: The group (a value of ``causal.group``) that adopts alone, compared with a synthetic
+    #: control built from the groups that never adopt.
+    treated: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class CausalSpec(_Strict):
+    """How a launch that was not randomized is analysed (``design: observational`` or
+    ``staggered_rollout``); absent → defaults below."""
+
+    #: Observational: the treated arm, ``{variant: name}``; absent → the one non-baseline arm.
+    treatment: dict[Literal["variant"], str] | None = None
+    #: Observational: pre-treatment columns that explain who was treated (unit-table attributes,
+    #: dimensions, pre-period twins ``pre_<metric>``; for a file or table, declared columns that are
+    #: not outcomes); absent → the spec's ``covariates``. A post-treatment column is refused.
+    confounders: list[str] = []
+    #: Observational estimators to run; absent → all of them.
+    estimators: Annotated[list[CausalEstimator], Field(min_length=1)] = ["aipw", "ipw", "matching", "regression"]
+    #: Staggered rollout: the unit attribute (or dimension) whose groups adopt on different dates.
+    group: Ident | None = None
+    #: Staggered rollout: a group's adoption date is the first exposure of a treated unit in it.
+    adoption: Literal["first_exposure"] = "first_exposure"
+    synthetic_control: SyntheticControlSpec | None = None
+
+
 class ExperimentSpec(_Strict):
     id: Annotated[str, Field(pattern=IDENTIFIER)]
     name: str | None = None
     hypothesis: Annotated[str, Field(min_length=1)]
     owner: str = "experimentation"
     design: Literal["randomized", "observational", "staggered_rollout"] = "randomized"
-    unit: str = "user"
     variants: Annotated[list[Variant], Field(min_length=2)]
     baseline: str
     start_date: dt.date | None = None
     end_date: dt.date | None = None
     pre_period_days: Annotated[int, Field(ge=0, le=365)] = 14
     primary_metric: str
-    primary_direction: Direction = "higher_is_better"
+    #: The primary metric's good direction; absent → the catalogue's, else higher is better.
+    primary_direction: Direction | None = None
     secondary_metrics: list[str] = []
     guardrails: list[Guardrail] = []
     covariates: list[str] = []
+    #: Slices a stakeholder asks for: columns of the assignments or of a catalogue unit table
+    #: (warehouse, demo), or declared columns (file, table); fixed at first exposure.
+    dimensions: list[Ident] = []
+    #: Units per arm below which a slice is reported, not estimated.
+    slice_min_units: Annotated[int, Field(ge=2)] = 100
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
     power: Annotated[float, Field(gt=0, lt=1)] = 0.8
     #: Smallest relative effect worth detecting on the primary metric (power planning).
     mde: Annotated[float, Field(gt=0)] | None = None
     #: Smallest relative improvement of the primary metric worth shipping (None: any significant win).
     practical_threshold: Annotated[float, Field(ge=0)] | None = None
-    source: Annotated[EventSource | FileSource, Field(discriminator="kind")] = EventSource()
-    #: Ratio metrics of unit sums usable as primary/secondary/guardrail metrics.
+    source: Source
+    #: File and table sources: ratio metrics of unit sums usable as primary/secondary/guardrail
+    #: metrics (warehouse and demo experiments declare ratios in the catalogue).
     ratio_metrics: list[RatioMetric] = []
     #: CUPED rows (method 'cuped') for every metric with a pre-period covariate.
     cuped: bool = True
-    #: metric → CUPED covariate column; defaults to the metric's own pre-period value (event stream).
+    #: metric → CUPED covariate column; defaults to the metric's pre-period twin (catalogue).
     cuped_covariates: dict[str, str] = {}
     #: metric → percentile in (0.5, 1): cap the metric at that quantile of its pre-period values
-    #: (scaled to the metric window's length), fixed before the experiment.
+    #: (scaled to the metric window's length), fixed before the experiment (catalogue metrics
+    #: declare it as cap_quantile).
     winsorize: dict[str, Annotated[float, Field(gt=0.5, lt=1)]] = {}
     #: Confidence sequences are tightest around this many units (gbstats' tuning parameter).
     sequential_tuning: Annotated[float, Field(gt=0)] = 5000.0
     #: Standard deviation of the normal prior on the relative lift (Bayesian summary).
     prior_sd: Annotated[float, Field(gt=0)] = 0.3
     uplift: UpliftSpec | None = None
+    causal: CausalSpec | None = None
+
+    _catalogue: Any = PrivateAttr(default=None)
 
     @field_validator("variants")
     @classmethod
@@ -268,42 +377,57 @@ class ExperimentSpec(_Strict):
         return variants
 
     @model_validator(mode="after")
-    def _consistent(self) -> ExperimentSpec:
+    def _consistent(self, info: ValidationInfo) -> ExperimentSpec:
         names = [v.name for v in self.variants]
         nul = _first_nul(self.model_dump(mode="json"))
         if nul is not None:
             raise _KeyedError(nul, "contains a NUL character (\\x00), which Postgres cannot store")
-        if self.source.kind == "file" and len(self.id) > MAX_FILE_ID_LENGTH:
-            raise _KeyedError("id", f"at most {MAX_FILE_ID_LENGTH} characters for a file source: the file is loaded "
-                                    f"into raw.src_<id> and Postgres names have at most 63 characters")
+        if len(self.id) > MAX_FILE_ID_LENGTH:
+            raise _KeyedError("id", f"at most {MAX_FILE_ID_LENGTH} characters: the units go to a table named after "
+                                    "the id (raw.src_<id>, units.<id>) and Postgres names have at most 63 characters")
         if self.baseline not in names:
             raise _KeyedError("baseline", f"baseline {self.baseline!r} is not one of the variants {names}")
-        if self.source.kind == "events":
+        if self.uses_catalogue:
+            from liftlab.catalogue import CatalogueError, load_catalogue
+
+            catalogue = (info.context or {}).get("catalogue") if info is not None else None
+            try:
+                catalogue = catalogue if catalogue is not None else load_catalogue()
+                catalogue = getattr(catalogue, "resolved", catalogue)
+            except CatalogueError as exc:
+                lazy = isinstance((info.context or {}).get("catalogue"), _LazyCatalogue)
+                raise _KeyedError("source", "the metric catalogue does not load"
+                                  + (" (its problems are listed once, below)" if lazy else f":\n{exc}")) from None
+            object.__setattr__(self, "_catalogue", catalogue)
             for key in ("start_date", "end_date"):
                 if getattr(self, key) is None:
-                    raise _KeyedError(key, f"{key} is required for experiments on the event stream")
-            known, covariates = EVENT_METRICS, EVENT_COVARIATES
-        else:
-            known, covariates = {m: "higher_is_better" for m in self.source.outcomes}, tuple(self.source.columns)
-        base_metrics = dict(known)
-        known = dict(known)
-        builtin = EVENT_RATIO_METRICS if self.source.kind == "events" else {}
-        for name in builtin:
-            known.setdefault(name, "higher_is_better")
+                    raise _KeyedError(key, f"{key} is required for experiments with exposure timestamps "
+                                           f"(source kind {self.source.kind})")
+        known = self.known_metrics()
+        base_metrics = ({m for m in known if self.ratio(m) is None} if self.uses_catalogue
+                        else set(self.source.outcomes))
+        covariates = self.known_covariates()
         for i, ratio in enumerate(self.ratio_metrics):
+            if self.uses_catalogue:
+                raise _KeyedError(f"ratio_metrics.{i}", "declare ratio metrics of a warehouse or demo source in the "
+                                                        "catalogue (metrics/*.yaml: {ratio: [numerator, denominator]})")
             for part in ("numerator", "denominator"):
                 if getattr(ratio, part) not in base_metrics:
                     raise _KeyedError(f"ratio_metrics.{i}.{part}", f"unknown metric {getattr(ratio, part)!r}; known metrics: {sorted(base_metrics)}")
             if ratio.name in base_metrics:
                 raise _KeyedError(f"ratio_metrics.{i}.name", f"{ratio.name!r} is already a metric")
-            known[ratio.name] = ratio.direction
         for metric, covariate in self.cuped_covariates.items():
             if metric not in known:
                 raise _KeyedError(f"cuped_covariates.{metric}", f"unknown metric {metric!r}; known metrics: {sorted(known)}")
             if covariate not in covariates:
                 raise _KeyedError(f"cuped_covariates.{metric}", f"unknown covariate {covariate!r}; known: {sorted(covariates)}")
         for metric in self.winsorize:
-            if metric not in base_metrics:
+            uncappable = self.uses_catalogue and metric in base_metrics and self.catalogue.metric(metric).aggregate in (
+                "any", "count_distinct_days", "quantile")
+            if uncappable:
+                raise _KeyedError(f"winsorize.{metric}", f"{metric!r} is a {self.catalogue.metric(metric).aggregate}: "
+                                                         "capping it changes nothing (cap sums, counts and maxima)")
+            if metric not in base_metrics or self.metric_kind(metric) == "quantile":
                 raise _KeyedError(f"winsorize.{metric}", f"can only winsorize a unit-level metric, not {metric!r}; known: {sorted(base_metrics)}")
             if self.pre_period_column(metric) is None:
                 raise _KeyedError(f"winsorize.{metric}", f"{metric!r} has no pre-period value to fix the cap from; declare it in cuped_covariates")
@@ -316,19 +440,85 @@ class ExperimentSpec(_Strict):
         used += [(f"guardrails.{i}.metric", g.metric) for i, g in enumerate(self.guardrails)]
         for key, metric in used:
             if metric not in known:
-                raise _KeyedError(key, f"unknown metric {metric!r}; known metrics: {sorted(known)}")
+                if self.uses_catalogue and f"metrics.{metric}" in self.catalogue.broken:
+                    raise _KeyedError(key, f"metric {metric!r} is invalid in the catalogue: "
+                                           f"{self.catalogue.broken['metrics.' + metric]}")
+                where = f"the catalogue ({self.catalogue_label()})" if self.uses_catalogue else "the source's outcomes"
+                raise _KeyedError(key, f"unknown metric {metric!r}; known metrics ({where}): {sorted(known)}")
         for i, covariate in enumerate(self.covariates):
             if covariate not in covariates:
                 raise _KeyedError(f"covariates.{i}", f"unknown covariate {covariate!r}; known: {sorted(covariates)}")
+        for i, dimension in enumerate(self.dimensions):
+            if self.uses_catalogue:
+                if dimension in known or dimension.startswith("pre_"):
+                    raise _KeyedError(f"dimensions.{i}", f"{dimension!r} is a metric: a dimension is fixed at first exposure")
+            elif dimension not in self.source.columns or dimension in (*self.source.outcomes, self.source.variant_column):
+                raise _KeyedError(f"dimensions.{i}", f"{dimension!r} is not a declared pre-treatment column of the source")
         if self.uplift is not None:
             self._check_uplift(known, names)
+        self._check_causal(known, names)
         return self
 
-    def _check_uplift(self, known: dict[str, str], names: list[str]) -> None:
+    def _check_causal(self, known, names: list[str]) -> None:
+        causal = self.causal
+        if self.design == "randomized":
+            if causal is not None:
+                raise _KeyedError("causal", "a randomized experiment is analysed as one: the causal block is for "
+                                            "design: observational or staggered_rollout")
+            return
+        causal = causal or CausalSpec()
+        if causal.treatment is not None:
+            arm = causal.treatment["variant"]
+            if arm not in names or arm == self.baseline:
+                raise _KeyedError("causal.treatment.variant", f"{arm!r} is not a non-baseline variant of {names}")
+        elif len(names) != 2:
+            raise _KeyedError("causal.treatment", f"with {len(names)} variants, say which arm is treated: "
+                                                  "causal: {treatment: {variant: <name>}}")
+        pre = set(self.known_covariates()) | set(self.dimensions)
+        for i, column in enumerate(self.causal_confounders()):
+            key = f"causal.confounders.{i}" if causal.confounders else f"covariates.{i}"
+            if column in known or column in self.outcome_columns():
+                raise _KeyedError(key, f"{column!r} is measured after treatment (an outcome): adjusting for it would "
+                                       "remove part of the effect; use pre-treatment columns only")
+            if column not in pre:
+                raise _KeyedError(key, f"{column!r} is not a known pre-treatment column (known: {sorted(pre)})")
+        if self.design == "observational" and not self.causal_confounders():
+            raise _KeyedError("causal.confounders", "an observational design needs confounders (pre-treatment columns "
+                                                    "that explain who was treated)")
+        if self.design == "staggered_rollout":
+            if not self.uses_catalogue:
+                raise _KeyedError("design", "a staggered rollout needs exposure times: a warehouse or demo source")
+            if causal.group is None:
+                raise _KeyedError("causal.group", "a staggered rollout needs the column whose groups adopt on "
+                                                  "different dates (a unit-table attribute or a dimension)")
+            if causal.group in known:
+                raise _KeyedError("causal.group", f"{causal.group!r} is a metric, not a group column")
+        elif causal.group is not None or causal.synthetic_control is not None:
+            raise _KeyedError("causal.group", "group and synthetic_control belong to design: staggered_rollout")
+
+    def outcome_columns(self) -> set[str]:
+        """Columns measured after exposure: the outcomes of a file or table, every catalogue metric."""
+        return set(self.known_metrics()) if self.uses_catalogue else set(self.source.outcomes)
+
+    def causal_confounders(self) -> list[str]:
+        """The pre-treatment columns a non-randomized design adjusts for."""
+        if self.design == "randomized":
+            return []
+        return list((self.causal.confounders if self.causal and self.causal.confounders else self.covariates))
+
+    @property
+    def treated_variant(self) -> str:
+        """The treated arm of a non-randomized design."""
+        if self.causal is not None and self.causal.treatment is not None:
+            return self.causal.treatment["variant"]
+        return next(v.name for v in self.variants if v.name != self.baseline)
+
+    def _check_uplift(self, known, names: list[str]) -> None:
         up = self.uplift
         for i, outcome in enumerate(up.outcomes):
-            if outcome not in known:
-                raise _KeyedError(f"uplift.outcomes.{i}", f"unknown outcome {outcome!r}; known: {sorted(known)}")
+            if outcome not in known or self.ratio(outcome) is not None or self.metric_kind(outcome) == "quantile":
+                raise _KeyedError(f"uplift.outcomes.{i}", f"unknown outcome {outcome!r}; a unit-level metric, one of: "
+                                                          f"{sorted(m for m in known if self.metric_kind(m) == 'mean')}")
         for i, arm in enumerate(up.arms):
             if arm not in names or arm == self.baseline:
                 raise _KeyedError(f"uplift.arms.{i}", f"{arm!r} is not a non-baseline variant of {names}")
@@ -336,12 +526,12 @@ class ExperimentSpec(_Strict):
             for outcome in up.value_per_conversion:
                 if outcome not in up.outcomes:
                     raise _KeyedError("uplift.value_per_conversion", f"{outcome!r} is not one of uplift.outcomes")
-        if self.source.kind == "file":
+        if not self.uses_catalogue:
             for i, column in enumerate(up.pre_treatment):
                 if column not in self.source.columns:
                     raise _KeyedError(f"uplift.pre_treatment.{i}", f"{column!r} is not a declared column")
         elif up.pre_treatment:
-            raise _KeyedError("uplift.pre_treatment", "only file sources declare pre-treatment columns")
+            raise _KeyedError("uplift.pre_treatment", "only file and table sources declare pre-treatment columns")
         from liftlab.uplift.features import PostTreatmentFeature, check_pre_treatment
 
         try:
@@ -349,25 +539,55 @@ class ExperimentSpec(_Strict):
         except PostTreatmentFeature as exc:
             raise _KeyedError("uplift.features", str(exc)) from None
 
+    # ------------------------------------------------------------------ metrics and covariates
     @property
-    def allocation(self) -> dict[str, float]:
-        return {v.name: v.allocation for v in self.variants}
+    def uses_catalogue(self) -> bool:
+        """Metrics come from the catalogue (warehouse and demo sources), not from columns."""
+        return self.source.kind in CATALOGUE_KINDS
 
     @property
-    def pre_start_date(self) -> dt.date | None:
-        return self.start_date - dt.timedelta(days=self.pre_period_days) if self.start_date else None
+    def catalogue(self):
+        """The metric catalogue this spec was validated against (warehouse and demo sources)."""
+        return self._catalogue
+
+    def catalogue_label(self) -> str:
+        return str(config.metrics_dir())
+
+    def known_metrics(self) -> dict[str, str]:
+        """metric name → its kind (mean, ratio, quantile) for every metric the spec may name."""
+        if self.uses_catalogue:
+            return {name: self.metric_kind(name) for name in self.catalogue.metrics}
+        out = {m: "mean" for m in self.source.outcomes}
+        out |= {r.name: "ratio" for r in self.ratio_metrics}
+        return out
+
+    def known_covariates(self) -> tuple[str, ...]:
+        """Columns measured before exposure that may serve as covariates (CUPED, balance, A/A)."""
+        if self.uses_catalogue:
+            cat = self.catalogue
+            twins = [f"pre_{m}" for m, d in cat.metrics.items() if d.unit_level]
+            return (*twins, *cat.unit_column_names())
+        return tuple(self.source.columns)
+
+    def metric_kind(self, metric: str) -> str:
+        """``mean`` (a unit-level value), ``ratio`` (Σ numerator / Σ denominator) or ``quantile``."""
+        if self.uses_catalogue:
+            definition = self.catalogue.metric(metric)
+            return "ratio" if definition.ratio else "quantile" if definition.aggregate == "quantile" else "mean"
+        return "ratio" if self.ratio(metric) else "mean"
 
     def ratio(self, metric: str) -> tuple[str, str] | None:
         """(numerator, denominator) of a ratio metric, else None."""
+        if self.uses_catalogue:
+            definition = self.catalogue.metrics.get(metric)
+            return tuple(definition.ratio) if definition is not None and definition.ratio else None
         for ratio in self.ratio_metrics:
             if ratio.name == metric:
                 return ratio.numerator, ratio.denominator
-        if self.source.kind == "events":
-            return EVENT_RATIO_METRICS.get(metric)
         return None
 
     def pre_period_column(self, metric: str) -> str | None:
-        """The CUPED covariate of a metric: declared, else its own pre-period value, else None.
+        """The CUPED covariate of a metric: declared, else its pre-period twin, else None.
 
         A ratio metric uses its numerator's covariate (any pre-treatment covariate keeps CUPED
         unbiased; Deng et al. 2013).
@@ -377,7 +597,27 @@ class ExperimentSpec(_Strict):
         ratio = self.ratio(metric)
         if ratio is not None:
             return self.pre_period_column(ratio[0])
-        return EVENT_PRE_PERIOD.get(metric) if self.source.kind == "events" else None
+        if self.uses_catalogue and self.pre_period_days > 0:
+            definition = self.catalogue.metrics.get(metric)
+            return f"pre_{metric}" if definition is not None and definition.unit_level else None
+        return None
+
+    def caps(self) -> dict[str, float]:
+        """metric → winsorization percentile (spec ``winsorize`` over the catalogue's cap_quantile)."""
+        out: dict[str, float] = {}
+        if self.uses_catalogue:
+            for metric in self.unit_metrics():
+                cap = self.catalogue.metric(metric).cap_quantile
+                if cap is not None and self.pre_period_column(metric) is not None:
+                    out[metric] = cap
+        return out | dict(self.winsorize)
+
+    def cap_values(self) -> dict[str, float]:
+        """metric → fixed cap (catalogue ``cap_value``)."""
+        if not self.uses_catalogue:
+            return {}
+        return {m: self.catalogue.metric(m).cap_value for m in self.unit_metrics()
+                if self.catalogue.metric(m).cap_value is not None}
 
     def metric_roles(self) -> dict[str, str]:
         """metric → primary / secondary / guardrail (a metric keeps its first role)."""
@@ -388,16 +628,44 @@ class ExperimentSpec(_Strict):
             roles.setdefault(guardrail.metric, "guardrail")
         return roles
 
+    def unit_metrics(self) -> list[str]:
+        """The unit-level metrics the analysis needs: every non-quantile metric of the spec (ratio
+        metrics as their two parts) and the uplift outcomes, in a stable order."""
+        names: list[str] = []
+        for metric in [*self.metric_roles(), *(self.uplift.outcomes if self.uplift else [])]:
+            ratio = self.ratio(metric)
+            if ratio:
+                names += list(ratio)
+            elif self.metric_kind(metric) != "quantile":
+                names.append(metric)
+        return list(dict.fromkeys(names))
+
+    def quantile_metrics(self) -> list[str]:
+        return [m for m in self.metric_roles() if self.metric_kind(m) == "quantile"]
+
     def direction(self, metric: str) -> str:
-        if metric == self.primary_metric:
+        if metric == self.primary_metric and self.primary_direction is not None:
             return self.primary_direction
         for guardrail in self.guardrails:
-            if guardrail.metric == metric:
+            if guardrail.metric == metric and guardrail.direction is not None:
                 return guardrail.direction
         for ratio in self.ratio_metrics:
             if ratio.name == metric:
                 return ratio.direction
-        return EVENT_METRICS.get(metric, "higher_is_better")
+        if self.uses_catalogue and metric in self.catalogue.metrics:
+            return self.catalogue.metrics[metric].direction
+        return "higher_is_better"
+
+    def guardrail_direction(self, guardrail: Guardrail) -> str:
+        return guardrail.direction or self.direction(guardrail.metric)
+
+    @property
+    def allocation(self) -> dict[str, float]:
+        return {v.name: v.allocation for v in self.variants}
+
+    @property
+    def pre_start_date(self) -> dt.date | None:
+        return self.start_date - dt.timedelta(days=self.pre_period_days) if self.start_date else None
 
 
 @dataclass(frozen=True)
@@ -411,8 +679,10 @@ def _key(loc: tuple) -> str:
     return ".".join(str(part) for part in loc) or "(top level)"
 
 
-def parse_spec(text: str, path: Path) -> ExperimentSpec:
-    """Parse one spec; raise SpecError naming the file and the offending key."""
+def parse_spec(text: str, path: Path, catalogue=None) -> ExperimentSpec:
+    """Parse one spec; raise SpecError naming the file and the offending key.
+
+    Warehouse and demo specs are checked against ``catalogue`` (default: ``metrics/``)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -425,7 +695,7 @@ def parse_spec(text: str, path: Path) -> ExperimentSpec:
     if not isinstance(data, dict):
         raise SpecError(f"{path}: (top level): expected a mapping of spec keys")
     try:
-        return ExperimentSpec.model_validate(data)
+        return ExperimentSpec.model_validate(data, context={"catalogue": catalogue})
     except RecursionError:
         raise SpecError(f"{path}: (top level): nested too deeply to be a spec") from None
     except ValidationError as exc:
@@ -439,10 +709,16 @@ def parse_spec(text: str, path: Path) -> ExperimentSpec:
         raise SpecError("\n".join(problems)) from None
 
 
-def load_specs(directory: Path | None = None) -> list[LoadedSpec]:
-    """Load and validate every ``*.yaml``/``*.yml`` in ``directory``; all problems in one error."""
+def load_specs(directory: Path | None = None, catalogue=None) -> list[LoadedSpec]:
+    """Load and validate every ``*.yaml``/``*.yml`` in ``directory``; all problems in one error.
+
+    The metric catalogue (``catalogue``, default ``metrics/``) is loaded once, and only when a
+    spec needs it (a warehouse or demo source)."""
     directory = directory or config.experiments_dir()
+    if not directory.is_dir():
+        raise SpecError(f"{directory}: no such folder of experiment specs (LIFTLAB_EXPERIMENTS_DIR)")
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    catalogue = catalogue if catalogue is not None else _LazyCatalogue()
     loaded: list[LoadedSpec] = []
     problems: list[str] = []
     seen: dict[str, Path] = {}
@@ -454,7 +730,7 @@ def load_specs(directory: Path | None = None) -> list[LoadedSpec]:
             problems.append(f"{path}: (file): not UTF-8 at byte {exc.start}")
             continue
         try:
-            spec = parse_spec(text, path)
+            spec = parse_spec(text, path, catalogue)
         except SpecError as exc:
             problems.append(str(exc))
             continue
@@ -463,6 +739,8 @@ def load_specs(directory: Path | None = None) -> list[LoadedSpec]:
             continue
         seen[spec.id] = path
         loaded.append(LoadedSpec(spec=spec, path=path, sha256=hashlib.sha256(raw).hexdigest()))
+    if isinstance(catalogue, _LazyCatalogue) and catalogue.error is not None:
+        problems.append(str(catalogue.error))
     if problems:
         raise SpecError("\n".join(problems))
     return loaded

@@ -10,11 +10,9 @@ import polars as pl
 import psycopg
 from psycopg import sql
 
-from liftlab.db import check_identifier, qualified, read_frame
-from liftlab.specs import EVENT_COVARIATES, USER_ATTRIBUTES, ExperimentSpec
+from liftlab.db import read_frame
+from liftlab.specs import ExperimentSpec
 from liftlab.uplift.features import check_pre_treatment
-
-_USER_NUMERIC = {"tenure_days", "engagement_score"}
 
 
 def uplift_features(spec: ExperimentSpec) -> tuple[str, ...]:
@@ -22,28 +20,30 @@ def uplift_features(spec: ExperimentSpec) -> tuple[str, ...]:
     return check_pre_treatment(spec, spec.uplift.features)
 
 
+def unit_table_exists(conn: psycopg.Connection, spec: ExperimentSpec) -> bool:
+    """The experiment's unit table is there to read (its source was brought in at least once)."""
+    from liftlab.sources import reading, unit_table
+
+    table = unit_table(spec)
+    with reading(conn, table) as src:
+        return src.execute("select to_regclass(%s) is not null", (table.relation,)).fetchone()[0]
+
+
 def load_units(conn: psycopg.Connection, spec: ExperimentSpec) -> pl.DataFrame:
-    """``unit_id``, ``variant``, the features, the outcomes (float) and, where the synthetic
-    world has them, ``true_cate__<outcome>`` and ``true_type`` for every unit."""
+    """``unit_id``, ``variant``, the features (with their own types: text stays text), the
+    outcomes (float) and, where ground truth exists (the demo world), ``true_cate__<outcome>``
+    and ``true_type`` for every unit — read from the experiment's unit table."""
+    from liftlab.sources import adapter
+    from liftlab.units import attribute_frame, unit_frame
+
     up = spec.uplift
-    features = uplift_features(spec)
-    outcomes = [check_identifier(o, "outcome") for o in up.outcomes]
-    out = [sql.SQL("{}::double precision as {}").format(sql.Identifier(o), sql.Identifier(o)) for o in outcomes]
-    if spec.source.kind == "events":
-        cols = []
-        for f in features:
-            if f in EVENT_COVARIATES:
-                cols.append(sql.SQL("m.{}::double precision as {}").format(sql.Identifier(f), sql.Identifier(f)))
-            elif f in _USER_NUMERIC:
-                cols.append(sql.SQL("u.{}::double precision as {}").format(sql.Identifier(f), sql.Identifier(f)))
-            elif f in USER_ATTRIBUTES:
-                cols.append(sql.SQL("u.{}::text as {}").format(sql.Identifier(f), sql.Identifier(f)))
-        out_m = [sql.SQL("m.{}::double precision as {}").format(sql.Identifier(o), sql.Identifier(o)) for o in outcomes]
-        query = sql.SQL(
-            "select m.user_id::text as unit_id, m.variant, {} from marts.fct_unit_metrics m "
-            "join raw.users u on u.user_id = m.user_id where m.experiment_id = %s order by m.user_id"
-        ).format(sql.SQL(", ").join([*cols, *out_m]))
-        frame = read_frame(conn, query, (spec.id,))
+    features = list(uplift_features(spec))
+    outcomes = list(up.outcomes)
+    frame = unit_frame(conn, spec, outcomes)
+    if features:
+        frame = frame.join(attribute_frame(conn, spec, features).drop("variant"), on="unit_id", how="left",
+                           maintain_order="left").select("unit_id", "variant", *features, *outcomes)
+    if adapter(spec).has_truth:
         truth = read_frame(
             conn,
             "select user_id::text as unit_id, metric, true_cate, true_type from truth.unit_effects "
@@ -55,17 +55,6 @@ def load_units(conn: psycopg.Connection, spec: ExperimentSpec) -> pl.DataFrame:
             wide = wide.rename({m: f"true_cate__{m}" for m in wide.columns if m != "unit_id"})
             types = truth.group_by("unit_id").agg(pl.col("true_type").first())
             frame = frame.join(wide, on="unit_id", how="left").join(types, on="unit_id", how="left")
-    else:
-        kinds = spec.source.columns
-        cols = [
-            sql.SQL("{}::double precision as {}" if kinds[f] in ("integer", "float") else "{}::text as {}").format(
-                sql.Identifier(f), sql.Identifier(f))
-            for f in features
-        ]
-        query = sql.SQL("select unit_id::text as unit_id, variant, {} from {} order by unit_id").format(
-            sql.SQL(", ").join([*cols, *out]), qualified(f"raw.src_{check_identifier(spec.id, 'experiment id')}")
-        )
-        frame = read_frame(conn, query)
     return frame.with_columns([pl.col(o).cast(pl.Float64) for o in outcomes])
 
 

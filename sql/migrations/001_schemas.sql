@@ -23,33 +23,9 @@ create table raw.experiment_specs (
     loaded_at      timestamptz not null default now()
 );
 
--- The synthetic world (or any event stream of the same shape).
-create table raw.users (
-    user_id          bigint primary key,
-    signup_date      date,
-    plan             text,
-    company_size     text,
-    region           text,
-    device           text,
-    tenure_days      integer,
-    engagement_score double precision,
-    engagement_level text
-);
-
-create table raw.events (
-    event_id   bigint,
-    user_id    bigint,
-    event_ts   timestamptz,
-    event_type text,
-    value      double precision
-);
-
-create table raw.exposures (
-    experiment_id text,
-    user_id       bigint,
-    variant       text,
-    exposed_at    timestamptz
-);
+-- The synthetic world's tables (raw.users, raw.events, raw.exposures, truth.*) are created
+-- with the world, by liftlab.ingest.world (liftlab.synth.tables.WORLD_DDL), only where a spec
+-- uses the demo: a deployment with only its own data never has them.
 
 -- One row per load of a source: received = accepted + quarantined.
 create table raw.load_log (
@@ -138,31 +114,4 @@ create table results.decisions (
     rule_trace     jsonb not null default '[]'::jsonb,
     run_id         text,
     decided_at     timestamptz not null default now()
-);
-
-create table truth.effects (
-    experiment_id      text not null,
-    metric             text not null,
-    variant            text not null,
-    baseline           text not null,
-    estimand           text not null,
-    true_effect        double precision not null,
-    true_mean_baseline double precision,
-    true_mean_variant  double precision,
-    n_units            bigint
-);
-
-create table truth.unit_effects (
-    experiment_id text not null,
-    user_id       bigint not null,
-    metric        text not null,
-    true_cate     double precision not null,
-    true_type     text
-);
-
-create table truth.regional_pricing (
-    region        text not null,
-    adoption_date date,
-    activity_date date not null,
-    true_effect   double precision not null
 );

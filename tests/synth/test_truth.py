@@ -289,7 +289,7 @@ def test_regional_att_matches_truth_frame(big_world):
     post = tr.filter(pl.col("activity_date") >= pl.col("adoption_date"))
     att = (post["true_effect"] * post["len"]).sum() / post["len"].sum()
     t = big_world.truth_effects.filter(pl.col("experiment_id") == "regional_pricing").row(0, named=True)
-    assert t["estimand"] == "ATT" and t["metric"] == "revenue_per_user_day"
+    assert t["estimand"] == "ATT" and t["metric"] == "revenue_per_unit_day"
     assert t["true_effect"] == pytest.approx(att, rel=1e-9)
 
 

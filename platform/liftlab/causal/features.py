@@ -1,48 +1,46 @@
-"""Pre-treatment covariates of a unit frame as a numeric design matrix.
+"""Pre-treatment confounders of a unit frame as a numeric design matrix.
 
-Only attributes fixed before the launch (``raw.users``) and pre-period activity
-(``pre_*`` columns of ``marts.fct_unit_metrics``, summed before ``start_date``) are allowed:
-conditioning on post-treatment variables would block part of the effect (Rosenbaum 1984,
-"The consequences of adjustment for a concomitant variable that has been affected by the
-treatment", JRSS A 147).
+Only columns fixed before the launch are allowed — unit attributes, dimensions and pre-period
+twins ``pre_<metric>`` (the spec checks this, naming the key): conditioning on a
+post-treatment variable would block part of the effect (Rosenbaum 1984, "The consequences of
+adjustment for a concomitant variable that has been affected by the treatment", JRSS A 147).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 
-#: Categorical user attributes (one-hot, first level dropped).
-CATEGORICAL = ("plan", "company_size", "region", "device")
-#: Numeric user attributes.
-NUMERIC = ("engagement_score",)
-#: Pre-period activity counts (log1p-transformed).
-PRE_COUNTS = ("pre_sessions", "pre_ai_calls", "pre_tasks_completed", "pre_support_tickets",
-              "pre_active_days", "pre_revenue")
-#: Column names that must never enter a covariate set (outcomes and treatment).
-POST_TREATMENT = ("sessions", "ai_calls", "tasks_completed", "support_tickets", "revenue",
-                  "converted", "reactivated", "active_days", "variant", "exposure_date")
 
-
-def covariate_matrix(units: pd.DataFrame, categorical=CATEGORICAL, numeric=NUMERIC,
-                     pre_counts=PRE_COUNTS) -> pd.DataFrame:
-    """Numeric design (no intercept): one-hot categories, ``log_tenure``, numeric columns,
-    ``log1p`` of the pre-period counts. Categories are sorted so the coding is deterministic."""
-    cols = [*categorical, *numeric, *pre_counts]
-    bad = [c for c in cols if c in POST_TREATMENT]
+def covariate_matrix(units: pd.DataFrame, confounders: Sequence[str], outcomes: Sequence[str] = ()) -> pd.DataFrame:
+    """Numeric design (no intercept): text and boolean columns one-hot (levels sorted, first
+    dropped, so the coding is deterministic); numeric columns as they are, except pre-period
+    twins (``pre_*``), which are counts and sums of skewed activity: ``log1p`` of their
+    non-negative values. Missing numbers become the column mean plus a ``<column>__missing``
+    indicator; a missing category is its own level."""
+    bad = [c for c in confounders if c in set(outcomes) or c == "variant"]
     if bad:
-        raise ValueError(f"post-treatment columns cannot be covariates: {bad}")
+        raise ValueError(f"post-treatment columns cannot be confounders: {bad}")
     parts = []
-    for c in categorical:
-        cat = pd.Categorical(units[c].astype(str), categories=sorted(units[c].astype(str).unique()))
-        dummies = pd.get_dummies(cat, prefix=c, drop_first=True, dtype=float)
-        dummies.index = units.index
-        parts.append(dummies)
-    num = pd.DataFrame(index=units.index)
-    if "tenure_days" in units:
-        num["log_tenure"] = np.log(np.maximum(units["tenure_days"].to_numpy(float), 1.0))
-    for c in numeric:
-        num[c] = units[c].to_numpy(float)
-    for c in pre_counts:
-        num[f"log1p_{c}"] = np.log1p(np.maximum(units[c].to_numpy(float), 0.0))
-    return pd.concat([num, *parts], axis=1)
+    numbers = pd.DataFrame(index=units.index)
+    for c in confounders:
+        column = units[c]
+        if column.dtype == bool or not pd.api.types.is_numeric_dtype(column):
+            values = column.astype(str).where(column.notna(), "(missing)")
+            cat = pd.Categorical(values, categories=sorted(values.unique()))
+            dummies = pd.get_dummies(cat, prefix=c, drop_first=True, dtype=float)
+            dummies.index = units.index
+            parts.append(dummies)
+            continue
+        x = column.to_numpy(float)
+        missing = np.isnan(x)
+        if missing.any():
+            numbers[f"{c}__missing"] = missing.astype(float)
+            x = np.where(missing, np.nanmean(x) if (~missing).any() else 0.0, x)
+        if c.startswith("pre_") and (x >= 0).all():
+            numbers[f"log1p_{c}"] = np.log1p(x)
+        else:
+            numbers[c] = x
+    return pd.concat([numbers, *parts], axis=1)

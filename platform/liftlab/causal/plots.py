@@ -7,6 +7,9 @@ import io
 import numpy as np
 import pandas as pd
 
+#: Plots of a causal analysis, in the order a report shows them (``reports/causal/<id>__<name>.png``).
+FIGURES = ("estimates", "overlap", "balance", "event_study", "synthetic_control")
+
 
 def _fig():
     import matplotlib
@@ -68,7 +71,8 @@ def estimates_plot(rows: pd.DataFrame, title: str) -> bytes:
 
 
 def event_study_plot(twfe_table: pd.DataFrame, by_horizon: pd.DataFrame, truth_h: pd.Series | None,
-                     twfe_att: float, imp_att: float, true_att: float | None) -> bytes:
+                     twfe_att: float, imp_att: float, true_att: float | None,
+                     ylabel: str = "Δ outcome per unit and day") -> bytes:
     plt = _fig()
     fig, ax = plt.subplots(figsize=(8, 4))
     mid = (twfe_table["start"] + twfe_table["end"]) / 2
@@ -86,7 +90,7 @@ def event_study_plot(twfe_table: pd.DataFrame, by_horizon: pd.DataFrame, truth_h
     ax.axvline(-0.5, color="grey", lw=0.8)
     ax.axhline(0, color="grey", lw=0.8)
     ax.set_xlabel("days since adoption")
-    ax.set_ylabel("Δ revenue per user-day")
+    ax.set_ylabel(ylabel)
     ax.legend(fontsize=7)
     return _png(fig)
 

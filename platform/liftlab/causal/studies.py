@@ -3,6 +3,7 @@ and by the coverage study): every estimator of the issue, in one place, with dia
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -23,15 +24,18 @@ class SelectionResult:
     extra: dict = field(default_factory=dict)
 
 
-def selection_on_observables(units: pd.DataFrame, metrics=("ai_calls", "tasks_completed"),
-                             treated_variant: str = "opted_in", seed: int = 0, n_folds: int = 5,
+ESTIMATORS = ("aipw", "ipw", "matching", "regression")
+
+
+def selection_on_observables(units: pd.DataFrame, metrics: Sequence[str], treated_variant: str,
+                             confounders: Sequence[str], seed: int = 0, n_folds: int = 5,
                              gbm: bool = True, caliper_sd: float = 0.1,
-                             aipw_outcome_models=("linear", "gbm")) -> SelectionResult:
-    """Naive, regression adjustment, IPW (logistic and GBM scores), cross-fitted AIPW,
-    caliper matching — ATE and ATT where defined — from one unit frame (user attributes,
-    pre_* covariates, ``variant`` and the outcome columns)."""
+                             aipw_outcome_models=("linear", "gbm"), estimators: Sequence[str] = ESTIMATORS) -> SelectionResult:
+    """Naive difference and, per ``estimators``: regression adjustment, IPW (logistic and GBM
+    scores), cross-fitted AIPW, caliper matching — ATE and ATT where defined — from one unit
+    frame (``variant``, the outcome columns and the pre-treatment ``confounders``)."""
     d = (units["variant"].to_numpy() == treated_variant).astype(int)
-    Xdf = covariate_matrix(units)
+    Xdf = covariate_matrix(units, confounders, outcomes=metrics)
     X = Xdf.to_numpy(float)
     folds = propensity.fold_ids(len(d), n_folds, seed)
     scores = {"logistic": propensity.cross_fit_propensity(X, d, "logistic", folds=folds, seed=seed)}
@@ -49,32 +53,36 @@ def selection_on_observables(units: pd.DataFrame, metrics=("ai_calls", "tasks_co
         naive_att = weighting.naive_difference(y, d)
         naive_att.estimand = "ATT"
         out.append((metric, naive_att))
-        for est in ("ATE", "ATT"):
-            out.append((metric, regression.regression_adjustment(y, d, X, est)))
-        for name, s in scores.items():
+        if "regression" in estimators:
             for est in ("ATE", "ATT"):
-                r = weighting.ipw(y, d, s, est)
-                r.estimator = f"ipw_hajek_{name}"
-                r.diagnostics["propensity_model"] = name
+                out.append((metric, regression.regression_adjustment(y, d, X, est)))
+        if "ipw" in estimators:
+            for name, s in scores.items():
+                for est in ("ATE", "ATT"):
+                    r = weighting.ipw(y, d, s, est)
+                    r.estimator = f"ipw_hajek_{name}"
+                    r.diagnostics["propensity_model"] = name
+                    out.append((metric, r))
+            keep = propensity.crump_trim_mask(e)
+            if keep.sum() > 10:
+                r = weighting.ipw(y[keep], d[keep], e[keep], "ATE")
+                r.estimator, r.estimand = "ipw_hajek_logistic_trimmed", "ATE_overlap"
+                r.diagnostics["trim"] = "Crump et al. (2009) [0.1, 0.9]"
+                r.diagnostics["share_trimmed"] = float(1 - keep.mean())
                 out.append((metric, r))
-        for om in aipw_outcome_models:
-            for est, r in weighting.aipw_cross_fit(y, d, X, propensity_model="logistic", outcome_model=om,
-                                                  n_folds=n_folds, seed=seed, e=e).items():
-                out.append((metric, r))
-        keep = propensity.crump_trim_mask(e)
-        if keep.sum() > 10:
-            r = weighting.ipw(y[keep], d[keep], e[keep], "ATE")
-            r.estimator, r.estimand = "ipw_hajek_logistic_trimmed", "ATE_overlap"
-            r.diagnostics["trim"] = "Crump et al. (2009) [0.1, 0.9]"
-            r.diagnostics["share_trimmed"] = float(1 - keep.mean())
-            out.append((metric, r))
+        if "aipw" in estimators:
+            for om in aipw_outcome_models:
+                for est, r in weighting.aipw_cross_fit(y, d, X, propensity_model="logistic", outcome_model=om,
+                                                      n_folds=n_folds, seed=seed, e=e).items():
+                    out.append((metric, r))
         m_est, m = matching.matching_att(y, d, logit, caliper_sd)
         if bal is None:
             bal = balance.smd(X, d, m["counts"], names=Xdf.columns)
             bal = bal.assign(smd_after_ipw=balance.smd(X, d, np.where(d == 1, 1, ec / (1 - ec)))["smd_after"])
-        m_est.diagnostics["max_abs_smd_before"] = float(bal["smd_before"].abs().max())
-        m_est.diagnostics["max_abs_smd_after"] = float(bal["smd_after"].abs().max())
-        out.append((metric, m_est))
+        if "matching" in estimators:
+            m_est.diagnostics["max_abs_smd_before"] = float(bal["smd_before"].abs().max())
+            m_est.diagnostics["max_abs_smd_after"] = float(bal["smd_after"].abs().max())
+            out.append((metric, m_est))
     return SelectionResult(out, bal, scores, overlap, d)
 
 

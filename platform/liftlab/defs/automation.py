@@ -2,30 +2,34 @@
 
 The daily chain, with no one pressing a button:
 
-1. ``daily_build`` (06:00 UTC) runs ``build_data`` (specs, data, dbt).
-2. ``stats_after_build`` sees it succeed and requests the study jobs (causal estimates, uplift
-   models) and one ``daily_stats`` run over every day partition (a partition-range run: each
-   day's cohorts in one pass), all tagged with the build's run id.
-3. ``analyse_after_daily_stats`` sees that run succeed and requests one ``analyse_experiment``
-   run per experiment partition, with the same tag.
-4. ``decide_after_analyses`` waits until every one of those runs has finished — a run halted
+1. ``daily_build`` (06:00 UTC) runs ``build_data`` (the spec registry; the demo world and dbt only
+   where a spec uses the demo, and the world only when its settings changed).
+2. ``units_after_build`` sees it succeed and requests one ``build_units`` run per experiment
+   partition (each experiment's units from its source), tagged with the build's run id.
+3. ``stats_after_units`` waits until every one of those runs has finished (a source that failed
+   counts as finished) and requests the study jobs (causal estimates, uplift models) and one
+   ``daily_stats`` run over every day partition (a partition-range run).
+4. ``analyse_after_daily_stats`` sees that run succeed and requests one ``analyse_experiment``
+   run per experiment whose units were built.
+5. ``decide_after_analyses`` waits until every one of those runs has finished — a run halted
    by a blocking gate counts as finished — and requests ``decide`` once per build.
 
-``spec_and_inbox_sensor`` starts the same chain when an experiment spec, a declared data
-file or anything in the inbox folder changes, and registers partitions for new specs.
+``spec_and_catalogue_sensor`` starts the same chain when an experiment spec, a catalogue file
+(``metrics/``) or a declared data file changes, and registers partitions for new specs.
 The marts and the decision table carry a freshness policy (``common.DAILY_FRESHNESS``) that the UI
 shows as stale when the chain has not completed for a day.
 """
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import dagster as dg
 
 from liftlab import config
-from liftlab.defs.jobs import STUDY_JOBS, analyse_experiment_job, build_data_job, daily_stats_job, decide_job
+from liftlab.defs.jobs import (
+    STUDY_JOBS, analyse_experiment_job, build_data_job, build_units_job, daily_stats_job, decide_job,
+)
 from liftlab.defs.partitions import experiment_partitions
 
 BUILD_TAG = "liftlab/build_run_id"
@@ -44,14 +48,47 @@ daily_build = dg.ScheduleDefinition(
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[build_data_job],
-    request_jobs=[daily_stats_job, *STUDY_JOBS],
+    request_job=build_units_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After a successful build, run the studies and the daily cohort statistics of every day.",
+    description="After a successful build, bring in every experiment's units from its source.",
 )
-def stats_after_build(context: dg.RunStatusSensorContext):
+def units_after_build(context: dg.RunStatusSensorContext):
+    build_run_id = context.dagster_run.run_id
+    keys = context.instance.get_dynamic_partitions(experiment_partitions.name)
+    return [dg.RunRequest(run_key=f"{build_run_id}:units:{key}", partition_key=key, tags={BUILD_TAG: build_run_id})
+            for key in keys]
+
+
+def _latest_build(context) -> str | None:
+    builds = context.instance.get_runs(
+        filters=dg.RunsFilter(job_name=build_data_job.name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1)
+    return builds[0].run_id if builds else None
+
+
+def _runs_of(context, build_run_id: str, job_name: str) -> list:
+    return context.instance.get_runs(filters=dg.RunsFilter(job_name=job_name, tags={BUILD_TAG: build_run_id}))
+
+
+@dg.sensor(
+    jobs=[daily_stats_job, *STUDY_JOBS],
+    minimum_interval_seconds=30,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Once every experiment's units of the latest build are in (or failed), run the studies and the "
+    "daily cohort statistics of every day.",
+)
+def stats_after_units(context: dg.SensorEvaluationContext):
     from liftlab.pipeline import day_range_tags
 
-    build_run_id = context.dagster_run.run_id
+    build_run_id = _latest_build(context)
+    if build_run_id is None:
+        return dg.SkipReason("no successful build yet")
+    if context.cursor == build_run_id:
+        return dg.SkipReason(f"statistics already requested for build {build_run_id}")
+    expected = len(context.instance.get_dynamic_partitions(experiment_partitions.name))
+    done = [r for r in _runs_of(context, build_run_id, build_units_job.name) if r.status in FINISHED]
+    if len(done) < expected:
+        return dg.SkipReason(f"{len(done)}/{expected} unit builds of build {build_run_id} finished")
+    context.update_cursor(build_run_id)
     tags = {BUILD_TAG: build_run_id}
     studies = [dg.RunRequest(run_key=f"{build_run_id}:{job.name}", job_name=job.name, tags=tags) for job in STUDY_JOBS]
     daily = dg.RunRequest(run_key=f"{build_run_id}:{daily_stats_job.name}", job_name=daily_stats_job.name,
@@ -59,21 +96,28 @@ def stats_after_build(context: dg.RunStatusSensorContext):
     return [*studies, daily]
 
 
+def _built_units(context, build_run_id: str) -> list[str]:
+    """Experiments whose units were built by this build (the others keep their previous results)."""
+    from dagster._core.storage.tags import PARTITION_NAME_TAG
+
+    return sorted(r.tags.get(PARTITION_NAME_TAG) for r in _runs_of(context, build_run_id, build_units_job.name)
+                  if r.status == dg.DagsterRunStatus.SUCCESS)
+
+
 @dg.run_status_sensor(
     run_status=dg.DagsterRunStatus.SUCCESS,
     monitored_jobs=[daily_stats_job],
     request_job=analyse_experiment_job,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="After the daily cohort statistics of a build, analyse every experiment partition.",
+    description="After the daily cohort statistics of a build, analyse every experiment whose units were built.",
 )
 def analyse_after_daily_stats(context: dg.RunStatusSensorContext):
     build_run_id = context.dagster_run.tags.get(BUILD_TAG)
     if build_run_id is None:
         return dg.SkipReason("daily_stats run outside the daily chain (no build tag): nothing to chain")
-    keys = context.instance.get_dynamic_partitions(experiment_partitions.name)
     return [
         dg.RunRequest(run_key=f"{build_run_id}:{key}", partition_key=key, tags={BUILD_TAG: build_run_id})
-        for key in keys
+        for key in _built_units(context, build_run_id)
     ]
 
 
@@ -84,42 +128,36 @@ def analyse_after_daily_stats(context: dg.RunStatusSensorContext):
     description="Once all analyses of the latest build have finished (halted ones included), decide.",
 )
 def decide_after_analyses(context: dg.SensorEvaluationContext):
-    builds = context.instance.get_runs(
-        filters=dg.RunsFilter(job_name=build_data_job.name, statuses=[dg.DagsterRunStatus.SUCCESS]), limit=1
-    )
-    if not builds:
+    build_run_id = _latest_build(context)
+    if build_run_id is None:
         return dg.SkipReason("no successful build yet")
-    build_run_id = builds[0].run_id
     if context.cursor == build_run_id:
         return dg.SkipReason(f"already decided for build {build_run_id}")
-    # every analysis, every study and the daily_stats run of this build
-    expected = len(context.instance.get_dynamic_partitions(experiment_partitions.name)) + len(STUDY_JOBS) + 1
-    runs = context.instance.get_runs(filters=dg.RunsFilter(tags={BUILD_TAG: build_run_id}))
+    units = _runs_of(context, build_run_id, build_units_job.name)
+    if len([r for r in units if r.status in FINISHED]) < len(context.instance.get_dynamic_partitions(experiment_partitions.name)):
+        return dg.SkipReason(f"the units of build {build_run_id} are still being built")
+    # every study, the daily_stats run and one analysis per experiment whose units were built
+    expected = len(STUDY_JOBS) + 1 + len(_built_units(context, build_run_id))
+    runs = [r for r in context.instance.get_runs(filters=dg.RunsFilter(tags={BUILD_TAG: build_run_id}))
+            if r.job_name != build_units_job.name]
     done = [r for r in runs if r.status in FINISHED]
-    if expected == 0 or len(done) < expected:
+    if len(done) < expected:
         return dg.SkipReason(f"{len(done)}/{expected} analyses of build {build_run_id} finished")
     context.update_cursor(build_run_id)
     return dg.RunRequest(run_key=f"decide:{build_run_id}", tags={BUILD_TAG: build_run_id})
 
 
-def inbox_dir() -> Path:
-    return Path(os.environ.get("LIFTLAB_INBOX_DIR", config.REPO_ROOT / "inbox"))
-
-
 def watched_files() -> dict[str, str]:
-    """sha256 of every spec, every file a spec declares and every file in the inbox."""
+    """sha256 of every spec, every catalogue file and every file a spec declares."""
     from liftlab.specs import SpecError, load_specs
 
-    files: set[Path] = set(config.experiments_dir().glob("*.y*ml"))
+    files: set[Path] = set(config.experiments_dir().glob("*.y*ml")) | set(config.metrics_dir().glob("*.y*ml"))
     try:
         for item in load_specs():
             if item.spec.source.kind == "file":
                 files.add(item.spec.source.resolved_path(item.path))
     except SpecError:
         pass  # the build run reports the bad spec with its file and key
-    inbox = inbox_dir()
-    if inbox.is_dir():
-        files.update(p for p in inbox.iterdir() if p.is_file())
     return {
         str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in sorted(files) if path.is_file()
     }
@@ -129,15 +167,15 @@ def watched_files() -> dict[str, str]:
     job=build_data_job,
     minimum_interval_seconds=30,
     default_status=dg.DefaultSensorStatus.RUNNING,
-    description="A new or changed experiment spec, declared data file, or inbox file starts a build "
+    description="A new or changed experiment spec, metric catalogue file or declared data file starts a build "
     "(and with it the analyses and decisions); new specs get their partition.",
 )
-def spec_and_inbox_sensor(context: dg.SensorEvaluationContext):
+def spec_and_catalogue_sensor(context: dg.SensorEvaluationContext):
     current = watched_files()
     previous = json.loads(context.cursor) if context.cursor else {}
     changed = sorted(path for path in current.keys() | previous.keys() if current.get(path) != previous.get(path))
     if not changed:
-        return dg.SkipReason("no spec, data file or inbox file changed")
+        return dg.SkipReason("no spec, catalogue or data file changed")
     from liftlab.specs import SpecError, load_specs
 
     try:

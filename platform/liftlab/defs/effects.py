@@ -20,19 +20,26 @@ LOOK_BATCH_UNITS = 200_000
 DAILY_COLUMNS = ["experiment_id", "variant", "metric", "day", "n", *MOMENTS, "run_id"]
 
 
+class DailyStatsConfig(dg.Config):
+    """Optional narrowing of a run to some experiments (``liftlab run --experiment``)."""
+
+    experiments: list[str] = []  # empty → every experiment with exposure times
+
+
 def _cohort_days(context: dg.AssetExecutionContext) -> tuple[date, date]:
     """First and last day (inclusive) of the partition or partition range being materialized."""
     window = context.partition_time_window
     return window.start.date(), window.end.date() - timedelta(days=1)
 
 
-def event_specs_overlapping(first: date, last: date) -> list:
-    """Specs on the event stream whose window [start_date, end_date] meets [first, last]."""
+def timestamped_specs_overlapping(first: date, last: date) -> list:
+    """Specs whose units have exposure days (warehouse, demo) and whose window meets [first, last]."""
+    from liftlab.sources import adapter
     from liftlab.specs import load_specs
 
     return [
         item.spec for item in load_specs()
-        if item.spec.source.kind == "events"
+        if adapter(item.spec).timestamped
         and (item.spec.start_date is None or item.spec.start_date <= last)
         and (item.spec.end_date is None or item.spec.end_date >= first)
     ]
@@ -44,30 +51,31 @@ def event_specs_overlapping(first: date, last: date) -> list:
     # a backfill from the UI runs a week of days per run, several runs at once (run coordinator);
     # the pipeline and the daily chain run the whole range as one run (range tags)
     backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=7),
-    deps=[["marts", "fct_unit_metrics"], ["marts", "fct_exposures"], ["raw", "experiment_specs"]],
+    deps=[dg.AssetDep(dg.AssetKey(["units", "unit_metrics"]), partition_mapping=dg.AllPartitionMapping()),
+          ["raw", "experiment_specs"]],
     group_name="effects",
     kinds={"polars", "postgres"},
     owners=[OWNER],
     retry_policy=io_retry,
     description="Per UTC day: the joint sufficient statistics (n, Σy, Σy², Σx, Σx², Σxy, Σd, Σd², Σyd, Σxd) "
-    "of the units first exposed that day, per experiment on the event stream × variant × metric "
+    "of the units first exposed that day, per experiment with exposure times (warehouse, demo) × variant × metric "
     "(results.daily_stats). Days are independent — a day's rows depend only on its own cohort (and on "
     "winsorization caps fixed from every unit's pre-period) — so they can run as separate runs, in "
     "parallel (a UI backfill runs a week per run), or as one run over a range, with bit-identical rows; the "
     "experiment's statistics are their sum.",
 )
-def daily_stats(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-    from liftlab.experiment_stats import daily_statistics, unit_columns, winsorize_caps
-    from liftlab.units import analysis_frame
+def daily_stats(context: dg.AssetExecutionContext, config: DailyStatsConfig, postgres: PostgresResource) -> dg.MaterializeResult:
+    from liftlab.experiment_stats import daily_statistics, unit_columns
+    from liftlab.units import analysis_frame, experiment_caps
 
     first, last = _cohort_days(context)
     written: dict[str, int] = {}
     with postgres.connect() as conn:
         # one transaction per experiment, holding its lock only while its rows are replaced
-        for spec in event_specs_overlapping(first, last):
-            caps = {}
-            if spec.winsorize:
-                caps = winsorize_caps(analysis_frame(conn, spec, [spec.pre_period_column(m) for m in spec.winsorize]), spec)
+        for spec in timestamped_specs_overlapping(first, last):
+            if config.experiments and spec.id not in config.experiments:
+                continue
+            caps = experiment_caps(conn, spec)
             units = analysis_frame(conn, spec, unit_columns(spec), days=(first, last))
             daily = daily_statistics(units, spec, caps).with_columns(
                 pl.lit(spec.id).alias("experiment_id"), pl.lit(context.run_id).alias("run_id")
@@ -90,24 +98,25 @@ def daily_stats(context: dg.AssetExecutionContext, postgres: PostgresResource) -
     retry_policy=io_retry,
     key=["results", "sufficient_stats"],
     partitions_def=experiment_partitions,
-    deps=[srm_gate, dg.AssetDep(daily_stats, partition_mapping=dg.AllPartitionMapping()),
-          ["marts", "fct_unit_metrics"], ["raw", "user_files"]],
+    deps=[srm_gate, dg.AssetDep(daily_stats, partition_mapping=dg.AllPartitionMapping()), ["units", "unit_metrics"]],
     group_name="effects",
     kinds={"polars", "postgres"},
     owners=[OWNER],
     description="The experiment's joint sufficient statistics per variant × metric: the sum of its daily "
     "cohorts in results.daily_stats (event stream; the sum is checked against the units of every "
     "exposure day, so a missing or stale day fails loudly), or aggregated from the declared file's rows "
-    "(file source, one partition with a null day). Sums use numpy.bincount in row order, so reruns are "
+    "(file and table sources, one partition with a null day). Sums use numpy.bincount in row order, so reruns are "
     "bit-identical.",
 )
 def sufficient_stats(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     from liftlab.experiment_stats import daily_statistics, merge_days, unit_columns
+    from liftlab.sources import adapter
     from liftlab.units import analysis_frame
 
     spec = spec_for_partition(context.partition_key).spec
+    timestamped = adapter(spec).timestamped
     with postgres.connect() as conn:
-        if spec.source.kind == "events":
+        if timestamped:
             daily = read_frame(
                 conn,
                 "select variant, metric, day, n, " + ", ".join(MOMENTS) + " from results.daily_stats "
@@ -123,7 +132,7 @@ def sufficient_stats(context: dg.AssetExecutionContext, postgres: PostgresResour
         daily = daily.with_columns(pl.lit(spec.id).alias("experiment_id"), pl.lit(context.run_id).alias("run_id"))
         merged = merge_days(daily).with_columns(pl.lit(spec.id).alias("experiment_id"), pl.lit(context.run_id).alias("run_id"))
         with conn.transaction():
-            if spec.source.kind != "events":
+            if not timestamped:
                 replace_slice(conn, "results.daily_stats", daily.select(DAILY_COLUMNS), where={"experiment_id": spec.id},
                               lock_key=f"results.daily_stats|{spec.id}")
             replace_slice(conn, "results.sufficient_stats", merged.select("experiment_id", "variant", "metric", "n", *MOMENTS, "run_id"),
@@ -139,20 +148,19 @@ def sufficient_stats(context: dg.AssetExecutionContext, postgres: PostgresResour
 def check_cohorts_complete(conn, spec, daily: pl.DataFrame) -> None:
     """Fail unless results.daily_stats holds exactly the analysed units of every exposure day.
 
-    Catches a day partition that was never materialized, or one computed before the marts were
-    rebuilt, before a wrong total reaches the effects.
+    Catches a day partition that was never materialized, or one computed before the unit table
+    was rebuilt, before a wrong total reaches the effects.
     """
-    expected = read_frame(
-        conn,
-        "select m.exposure_date as day, count(*)::bigint as units from marts.fct_unit_metrics m "
-        "join marts.fct_exposures e on e.experiment_id = m.experiment_id and e.user_id = m.user_id "
-        "where m.experiment_id = %s and e.n_variants = 1 group by 1",
-        (spec.id,),
-    )
+    from liftlab.units import day_counts
+
+    expected = day_counts(conn, spec)
     have = (daily.filter(pl.col("metric") == spec.primary_metric).group_by("day").agg(pl.col("n").sum().alias("stored"))
             if not daily.is_empty() else pl.DataFrame(schema={"day": pl.Date, "stored": pl.Int64}))
     if expected.is_empty():
         return
+    if spec.metric_kind(spec.primary_metric) == "quantile":  # no sufficient statistics: compare any metric
+        have = (daily.filter(pl.col("metric") == daily["metric"][0]).group_by("day").agg(pl.col("n").sum().alias("stored"))
+                if not daily.is_empty() else have)
     cmp = expected.with_columns(pl.col("day").cast(pl.Date)).join(have.with_columns(pl.col("day").cast(pl.Date)), on="day", how="full", coalesce=True)
     bad = cmp.filter(pl.col("units").fill_null(0) != pl.col("stored").fill_null(0)).sort("day")
     if not bad.is_empty():
@@ -160,7 +168,7 @@ def check_cohorts_complete(conn, spec, daily: pl.DataFrame) -> None:
         raise dg.Failure(
             description=f"{spec.id}: results.daily_stats does not match the units of {bad.height} exposure day(s): {days}. "
             f"Materialize results/daily_stats for those days (partitions start on {day_partitions.start.date()}, "
-            "LIFTLAB_FIRST_DAY) after the marts are built.",
+            "LIFTLAB_FIRST_DAY) after the unit table is built.",
             allow_retries=False,  # the days must be materialized: a retry cannot fix it
         )
 
@@ -190,11 +198,13 @@ def effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg
             "where experiment_id = %s order by variant, metric, day nulls last",
             (spec.id,),
         )
-        table = experiment_effects(daily, spec).with_columns(pl.lit(context.run_id).alias("run_id"))
+        built = conn.execute("select window_incomplete from units.builds where experiment_id = %s", (spec.id,)).fetchone()
+        table = experiment_effects(daily, spec, built[0] if built else None).with_columns(pl.lit(context.run_id).alias("run_id"))
         # cuped rows before welch_t / delta_method rows of the same metric and variant
         table = table.sort("metric", "variant", pl.col("method") != "cuped").select(EFFECT_COLUMNS)
         replace_slice(conn, "results.effects", table, where={"experiment_id": spec.id})
-    preview = table.select("metric", "variant", "method", "abs_effect", "rel_effect", "p_value", "p_value_adj", "cs_low", "cs_high", "variance_reduction")
+    preview = table.select("metric", "variant", "method", "abs_effect", "rel_effect", "p_value", "p_value_adj", "cs_low", "cs_high",
+                           "variance_reduction", "n_window_incomplete")
     return dg.MaterializeResult(metadata={"dagster/row_count": table.height, "preview": dg.MetadataValue.md(markdown_table(preview))})
 
 
@@ -227,7 +237,7 @@ def power(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.M
     retry_policy=io_retry,
     key=["results", "daily_looks"],
     partitions_def=experiment_partitions,
-    deps=[effects, ["marts", "fct_user_daily"], ["marts", "fct_exposures"]],
+    deps=[effects, ["units", "unit_metrics"]],
     group_name="effects",
     kinds={"polars", "postgres"},
     owners=[OWNER],
@@ -237,62 +247,77 @@ def power(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.M
         "bounds to 1e-9): the day-by-day accumulation and the final statistics describe the same data.",
     )],
     description="The effect of every metric × arm as it stood at the end of each day of the experiment "
-    "(units exposed by that day, outcomes accumulated up to it) with its 95 % CI and the always-valid "
-    "confidence sequence: the cumulative-effect plot, and the day the sequential bound first excluded 0. "
-    "Experiments on the event stream only (a file source has no days).",
+    "(units exposed by that day, outcomes accumulated up to it; a metric with a window counts a unit once its "
+    "window is complete) with its CI and the always-valid confidence sequence: the cumulative-effect plot, and "
+    "the day the sequential bound first excluded 0. Sources with exposure times only (a file has no days).",
 )
 def daily_looks(context: dg.AssetExecutionContext, postgres: PostgresResource):
     from liftlab.decide import preferred_method
     from liftlab.experiment_stats import (
-        LOOK_COLUMNS, daily_look_statistics, look_days, look_effects, metric_plan, winsorize_caps,
+        LOOK_COLUMNS, daily_look_statistics, look_days, look_effects, look_plan, windowed_look_statistics,
     )
     from liftlab.reports.plots import cumulative_effect_plot, data_uri
-    from liftlab.units import EVENT_OUTCOME_RULES, activity_frame, analysis_frame
+    from liftlab.sources import adapter
+    from liftlab.stats.looks import cumulate_looks
+    from liftlab.units import analysis_frame, daily_activity, experiment_caps, window_done_days
 
     spec = spec_for_partition(context.partition_key).spec
     with postgres.connect() as conn:
-        plan = metric_plan(spec)
-        units = (analysis_frame(conn, spec, [x for _, x, _ in plan.values() if x is not None])
-                 if spec.source.kind == "events" else None)
+        daily_plan, windowed_plan, without = (look_plan(spec) if adapter(spec).timestamped else ({}, {}, []))
+        plans = daily_plan | windowed_plan
+        columns = [x for _, x, _ in plans.values() if x is not None]
+        columns += [c for y, _, d in windowed_plan.values() for c in (y, d) if c is not None]
+        units = analysis_frame(conn, spec, columns) if plans else None
         if units is None or units.is_empty():
-            why = "a file source has no exposure days" if units is None else "no units yet"
+            why = ("a source without exposure times has no days" if not adapter(spec).timestamped
+                   else "no metric has daily looks" if not plans else "no units yet")
             conn.execute("delete from results.daily_looks where experiment_id = %s", (spec.id,))
             yield dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": f"no daily looks: {why}"})
             yield dg.AssetCheckResult(check_name="last_look_equals_final_effects", passed=True,
                                       description=f"not applicable: {why}")
             return
-        daily_cols = [EVENT_OUTCOME_RULES[c].daily_column for y, _, d in plan.values() for c in (y, d) if c is not None]
-        last_activity = conn.execute(
-            "select max(d.activity_date) from marts.fct_exposures e join marts.fct_user_daily d using (user_id) "
-            "where e.experiment_id = %s", (spec.id,)).fetchone()[0] if spec.end_date is None else None
-        days = look_days(spec, units["day"].min() if units.height else None, last_activity)
+        caps = experiment_caps(conn, spec)
+        if windowed_plan:
+            units = units.join(window_done_days(conn, spec, list(windowed_plan)), on="unit_id", how="left")
+        done_last = max((units[f"done__{m}"].filter(units[c].is_not_nan()).max() or spec.end_date
+                         for m, (c, _, _) in windowed_plan.items()), default=None)
+        days = look_days(spec, units["day"].min(), done_last)
+        arms = sorted(units["variant"].unique().to_list())
+        sums = {}
+        if daily_plan:
+            outcomes = list(dict.fromkeys(c for y, _, d in daily_plan.values() for c in (y, d) if c is not None))
 
-        def batches():
-            """Units in user-id order, LOOK_BATCH_UNITS at a time, with their activity: flat memory."""
-            for part in units.sort(pl.col("unit_id").cast(pl.Int64)).iter_slices(LOOK_BATCH_UNITS):
-                ids = part["unit_id"].cast(pl.Int64)
-                yield part, activity_frame(conn, spec, daily_cols, users=(int(ids.min()), int(ids.max())))
+            def batches():
+                """Units in id order, LOOK_BATCH_UNITS at a time, with their daily activity: flat memory."""
+                for part in units.sort("unit_id").iter_slices(LOOK_BATCH_UNITS):
+                    yield part, daily_activity(conn, spec, outcomes, (part["unit_id"].min(), part["unit_id"].max()))
 
-        stats = daily_look_statistics(batches(), spec, sorted(units["variant"].unique().to_list()), days,
-                                      winsorize_caps(units, spec))
-        table = look_effects(stats, spec).with_columns(pl.lit(context.run_id).alias("run_id")).select(LOOK_COLUMNS)
+            sums |= daily_look_statistics(batches(), spec, arms, days, caps)
+        if windowed_plan:
+            sums |= windowed_look_statistics(units, spec, arms, days, caps)
+        table = look_effects(cumulate_looks(sums, arms, days), spec).with_columns(
+            pl.lit(context.run_id).alias("run_id")).select(LOOK_COLUMNS)
         replace_slice(conn, "results.daily_looks", table, where={"experiment_id": spec.id})
         final = read_frame(conn, "select metric, variant, method, n_baseline, n_variant, abs_effect, cs_low, cs_high "
-                                 "from results.effects where experiment_id = %s", (spec.id,))
+                                 "from results.effects where experiment_id = %s and metric <> all(%s)", (spec.id, without))
     last = table.filter(pl.col("look_date") == table["look_date"].max())
     check = _compare_last_look(last, final)
     method = preferred_method(table.filter(pl.col("metric") == spec.primary_metric)["method"])
     primary = table.filter(pl.col("metric") == spec.primary_metric, pl.col("method") == method)
     crossed = (primary.filter((pl.col("cs_low") > 0) | (pl.col("cs_high") < 0)).group_by("variant")
                .agg(pl.col("look_date").min().alias("first_look_excluding_0")).sort("variant"))
-    png = cumulative_effect_plot(primary, spec.primary_metric, f"{spec.id}: {spec.primary_metric} by day ({method})")
-    yield dg.MaterializeResult(metadata={
+    metadata = {
         "dagster/row_count": table.height,
         "looks": table["look_date"].n_unique(),
         "sequential_bound_first_excluded_0": dg.MetadataValue.md(markdown_table(crossed) if not crossed.is_empty()
                                                                   else "_never: the always-valid interval contains 0 on every day_"),
-        "cumulative_effect": dg.MetadataValue.md(f"![cumulative effect of {spec.primary_metric}]({data_uri(png)})"),
-    })
+    }
+    if without:
+        metadata["without_looks"] = ", ".join(without)
+    if not primary.is_empty():
+        png = cumulative_effect_plot(primary, spec.primary_metric, f"{spec.id}: {spec.primary_metric} by day ({method})")
+        metadata["cumulative_effect"] = dg.MetadataValue.md(f"![cumulative effect of {spec.primary_metric}]({data_uri(png)})")
+    yield dg.MaterializeResult(metadata=metadata)
     yield check
 
 
@@ -318,3 +343,44 @@ def _compare_last_look(last: pl.DataFrame, final: pl.DataFrame) -> dg.AssetCheck
 def _close(column: str, rel: float = 1e-9) -> pl.Expr:
     a, b = pl.col(column), pl.col(f"{column}_final")
     return ((a - b).abs() <= rel * b.abs() + 1e-12) | (a.is_nan() & b.is_nan())
+
+
+@dg.asset(
+    retry_policy=io_retry,
+    key=["results", "slice_effects"],
+    partitions_def=experiment_partitions,
+    deps=[sufficient_stats, ["units", "unit_metrics"]],
+    group_name="effects",
+    kinds={"polars", "postgres"},
+    owners=[OWNER],
+    description="Effects of every metric within each slice of the spec's dimensions (columns of the assignments or "
+    "of a unit table, fixed at first exposure): the same statistics and methods as the whole experiment, one "
+    "Benjamini–Hochberg family per metric × method across all slices and arms; a slice with fewer than "
+    "slice_min_units units per arm is reported, not estimated.",
+)
+def slice_effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    from liftlab.experiment_stats import SLICE_COLUMNS, slice_effects as estimate_slices, unit_columns
+    from liftlab.units import analysis_frame, attribute_frame, experiment_caps
+
+    spec = spec_for_partition(context.partition_key).spec
+    with postgres.connect() as conn:
+        if spec.dimensions:
+            units = analysis_frame(conn, spec, unit_columns(spec)).join(
+                attribute_frame(conn, spec, spec.dimensions).drop("variant"), on="unit_id", how="left")
+            table = estimate_slices(units, spec, experiment_caps(conn, spec))
+        else:
+            table = pl.DataFrame()
+        table = (table.with_columns(pl.lit(context.run_id).alias("run_id")).select(SLICE_COLUMNS) if table.height
+                 else pl.DataFrame(schema={c: pl.Utf8 for c in SLICE_COLUMNS}).with_columns(
+                     pl.col("estimated").cast(pl.Boolean)))
+        replace_slice(conn, "results.slice_effects", table, where={"experiment_id": spec.id})
+    if table.is_empty():
+        return dg.MaterializeResult(metadata={"dagster/row_count": 0, "note": "the spec declares no dimensions"})
+    primary = table.filter(pl.col("metric") == spec.primary_metric)
+    preview = primary.select("dimension", "slice", "variant", "method", "estimated", "n_baseline", "n_variant",
+                             "rel_effect", "rel_ci_low", "rel_ci_high", "p_value_adj")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": table.height, "dimensions": ", ".join(spec.dimensions),
+        "slices_not_estimated": int((~table["estimated"]).sum()),
+        "primary_metric_by_slice": dg.MetadataValue.md(markdown_table(preview, max_rows=60)),
+    })

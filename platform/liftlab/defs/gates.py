@@ -27,27 +27,14 @@ from liftlab.gates.store import record_check
 from liftlab.units import exposure_counts
 
 
-def not_applicable(counts: dict[str, int], design: str):
-    """SRM needs planned arm sizes; a non-randomized design has none (e.g. who opted in)."""
-    from liftlab.gates.srm import SrmResult
-
-    return SrmResult(
-        statistic=float("nan"), p_value=float("nan"), df=0, observed=counts, expected={},
-        status="PASS", reason=f"not applicable: {design.replace('_', ' ')} design has no planned allocation",
-    )
-
-
 SRM_FAIL_BELOW = 0.001
 SRM_WARN_BELOW = 0.01
-#: Dimensions of the SRM breakdown (columns of raw.users, plus the UTC exposure day).
-SRM_DIMENSIONS = ("device", "region", "plan", "day")
 CONTAMINATION_MAX_SHARE = 0.01
 SMD_THRESHOLD = 0.1
 AA_SIMULATIONS = 1000
 AA_KS_ALPHA = 0.01
 
-GATE_DEPS = [["marts", "fct_exposures"], ["marts", "fct_unit_metrics"], ["raw", "exposures"], ["raw", "users"],
-             ["raw", "events"], ["raw", "user_files"], ["raw", "experiment_specs"]]
+GATE_DEPS = [["units", "unit_metrics"], ["raw", "experiment_specs"]]
 
 #: asset name → [(check name, blocking, description)]
 GATE_CHECKS = {
@@ -56,7 +43,8 @@ GATE_CHECKS = {
     "contamination": [("contamination_passed", True, f"At most {CONTAMINATION_MAX_SHARE:.0%} of units were exposed to "
                                                      "more than one variant (they are excluded and counted).")],
     "data_integrity": [
-        ("exposure_window_passed", True, "No exposure row of the experiment falls outside [start_date, end_date]."),
+        ("exposure_window_passed", False, "No assignment row of the experiment falls outside [start_date, end_date] "
+                                           "(such rows are not analysed: a warning)."),
         ("quarantine_passed", True, "No row of the experiment's units inside its window was quarantined at ingest."),
         ("data_quality_passed", True, "No ERROR-severity data-quality expectation failed on a table the experiment reads."),
     ],
@@ -65,11 +53,12 @@ GATE_CHECKS = {
 }
 GATE_DESCRIPTIONS = {
     "srm": "Sample Ratio Mismatch: units per arm vs the spec's planned allocation (Pearson chi-square), with the "
-           "per-level breakdown by device, region, plan and exposure day to localise a mismatch.",
+           "per-level breakdown by the spec's dimensions and the exposure day to localise a mismatch.",
     "contamination": "Units exposed to more than one variant (crossover): counted and excluded; halts above "
                      f"{CONTAMINATION_MAX_SHARE:.0%} of units.",
-    "data_integrity": "Exposures outside the experiment window, quarantined rows of its units inside the window, "
-                      "and failed ERROR-level data-quality expectations of the tables it reads.",
+    "data_integrity": "Assignment rows outside the experiment window (warn: not analysed), quarantined rows of its "
+                      "units inside the window, and failed ERROR-level data-quality expectations of the tables it reads; "
+                      "N/A where the source has no such thing.",
     "balance": "Standardized mean differences (Austin 2009) of the spec's pre-period covariates between each arm "
                "and the baseline.",
 }
@@ -80,7 +69,7 @@ def _check_result(check_name: str, asset: str, result, blocking: bool) -> dg.Ass
     return dg.AssetCheckResult(
         asset_key=["gates", asset],
         check_name=check_name,
-        passed=result.status == "PASS",
+        passed=result.status in ("PASS", "N/A"),
         severity=severity,
         description=result.reason,
         metadata={"status": result.status, "reason": result.reason},
@@ -91,9 +80,10 @@ def _srm(conn, spec):
     """Overall SRM (``srm_test``) plus the per-dimension breakdown in the details."""
     import polars as pl
 
-    from liftlab.db import read_frame
     from liftlab.gates.result import GateResult
     from liftlab.gates.srm import describe_dimensions, srm_by_dimension, srm_test
+    from liftlab.sources import adapter
+    from liftlab.units import dimension_cells
 
     counts = exposure_counts(conn, spec)
     empty = [arm for arm in spec.allocation if counts.get(arm, 0) == 0]
@@ -101,47 +91,39 @@ def _srm(conn, spec):
         reason = f"no units in arm(s) {empty}: nothing to compare (observed {counts})"
         return GateResult("srm", "FAIL", reason, details={"observed": counts, "planned": spec.allocation}), []
     if spec.design != "randomized":
-        res = not_applicable(counts, spec.design)
-        return GateResult("srm", res.status, res.reason, details={"observed": counts, "planned": spec.allocation}), []
+        reason = f"not applicable: a {spec.design.replace('_', ' ')} design has no planned allocation"
+        return GateResult("srm", "N/A", reason, details={"observed": counts, "planned": spec.allocation}), []
     res = srm_test(counts, spec.allocation, fail_below=SRM_FAIL_BELOW, warn_below=SRM_WARN_BELOW)
-    dims = []
-    if spec.source.kind == "events":
-        cells = read_frame(
-            conn,
-            "select e.variant, u.device, u.region, u.plan, e.exposure_date::text as day, count(*)::bigint as n "
-            "from marts.fct_exposures e left join raw.users u using (user_id) where e.experiment_id = %s "
-            "group by 1, 2, 3, 4, 5",
-            (spec.id,),
-        )
-        if not cells.is_empty():
-            dims = srm_by_dimension(cells.with_columns(pl.col("n").cast(pl.Int64)), spec.allocation,
-                                    list(SRM_DIMENSIONS), fail_below=SRM_FAIL_BELOW)
+    dims = [*spec.dimensions, *(["day"] if adapter(spec).timestamped else [])]
+    cells = dimension_cells(conn, spec, spec.dimensions) if dims else pl.DataFrame()
+    found = []
+    if not cells.is_empty():
+        found = srm_by_dimension(cells.with_columns(pl.col("n").cast(pl.Int64)), spec.allocation, dims,
+                                 fail_below=SRM_FAIL_BELOW)
     reason = res.reason
-    if dims and res.status != "PASS":
-        reason += "; " + describe_dimensions(dims, SRM_FAIL_BELOW)
+    if found and res.status != "PASS":
+        reason += "; " + describe_dimensions(found, SRM_FAIL_BELOW)
     details = {
         "observed": res.observed, "expected": res.expected, "planned": spec.allocation, "df": res.df,
         "by_dimension": {
             d.dimension: {"independence_chi2": d.independence_chi2, "independence_p": d.independence_p,
                           "flagged": d.flagged, "cells": d.cells}
-            for d in dims
+            for d in found
         },
     }
-    return GateResult("srm", res.status, reason, res.statistic, res.p_value, details), dims
+    return GateResult("srm", res.status, reason, res.statistic, res.p_value, details), found
 
 
 def _contamination(conn, spec):
     from liftlab.gates.contamination import contamination_test
-    from liftlab.gates.result import GateResult
+    from liftlab.gates.integrity import not_applicable
+    from liftlab.sources import unit_table
+    from liftlab.units import crossover_counts
 
-    if spec.source.kind != "events":
-        return GateResult("contamination", "PASS", "not applicable: a file source has one row (one variant) per unit",
-                          0.0, details={})
-    rows = conn.execute(
-        "select variant, count(*), count(*) filter (where n_variants > 1) from marts.fct_exposures "
-        "where experiment_id = %s group by variant order by variant",
-        (spec.id,),
-    ).fetchall()
+    table = unit_table(spec)
+    if table.crossover is None:
+        return not_applicable("contamination", f"a {spec.source.kind} source has one row (one variant) per unit")
+    rows = crossover_counts(conn, spec)
     n_units = sum(r[1] for r in rows)
     n_multi = sum(r[2] for r in rows)
     return contamination_test(n_units, n_multi, max_share=CONTAMINATION_MAX_SHARE,
@@ -187,15 +169,13 @@ def srm_gate(context: dg.AssetExecutionContext, postgres: PostgresResource):
     The results are recorded before any check result is yielded, so a blocking failure of one
     gate never leaves another gate's row stale.
     """
-    from liftlab.gates import integrity
+    from liftlab.sources import adapter
 
     spec = spec_for_partition(context.partition_key).spec
     with postgres.connect() as conn:
         srm, dims = _srm(conn, spec)
         contamination = _contamination(conn, spec)
-        window = integrity.exposure_window_gate(conn, spec)
-        quarantine = integrity.quarantine_gate(conn, spec)
-        quality = integrity.data_quality_gate(conn, spec)
+        window, quarantine, quality = adapter(spec).integrity(conn)
         balance, smd = _balance(conn, spec)
         results = [srm, contamination, window, quarantine, quality, balance]
         for result in results:
@@ -240,7 +220,7 @@ def srm_gate(context: dg.AssetExecutionContext, postgres: PostgresResource):
     retry_policy=io_retry,
     key=["gates", "aa_calibration"],
     partitions_def=experiment_partitions,
-    deps=[["marts", "fct_unit_metrics"], ["raw", "user_files"], ["raw", "experiment_specs"]],
+    deps=[["units", "unit_metrics"], ["raw", "experiment_specs"]],
     group_name="gates",
     kinds={"numpy", "postgres"},
     owners=[OWNER],

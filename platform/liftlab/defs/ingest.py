@@ -1,4 +1,10 @@
-"""Ingest layer: experiment specs, the synthetic world and user-declared files into ``raw``."""
+"""Ingest layer: the experiment registry, and the synthetic world where a spec uses the demo.
+
+A team's own data is not ingested: its tables are read where they are (``units/unit_metrics``);
+declared files are loaded per experiment by the same asset. The synthetic world is generated
+only when a spec has ``source: {kind: demo}`` and only when its settings (size, seed, faults,
+generator) differ from the world already loaded — the daily schedule never regenerates it.
+"""
 
 
 import json
@@ -11,6 +17,7 @@ from liftlab.defs.common import OWNER, io_retry, markdown_table
 from liftlab.defs.partitions import experiment_partitions
 from liftlab.defs.resources import PostgresResource, SyntheticWorldResource
 from liftlab.specs import SpecError, load_specs
+from liftlab.synth.tables import WORLD_TABLES
 
 
 @dg.asset(
@@ -56,70 +63,41 @@ def experiment_specs(context: dg.AssetExecutionContext, postgres: PostgresResour
     )
 
 
-WORLD_TABLES = {
-    ("raw", "users"): "Synthetic users with their attributes (plan, company size, region, device, engagement).",
-    ("raw", "events"): "Synthetic product events: sessions, AI calls, tasks, upgrades, payments, support tickets.",
-    ("raw", "exposures"): "Experiment exposure log of the synthetic world (one row per exposure event).",
-    ("truth", "effects"): "True average effects of every synthetic experiment (exact expectations of the DGP).",
-    ("truth", "unit_effects"): "True per-unit effects (CATE) and types where the world defines them.",
-    ("truth", "regional_pricing"): "True effect of the regional price change per region and day.",
-}
-
-
 @dg.multi_asset(
     specs=[
-        dg.AssetSpec(list(key), description=text, group_name="ingest", kinds={"polars", "postgres"}, owners=[OWNER])
-        for key, text in WORLD_TABLES.items()
+        dg.AssetSpec(table.split("."), description=text, group_name="ingest", kinds={"polars", "postgres"}, owners=[OWNER],
+                     deps=[["raw", "experiment_specs"]], skippable=True)
+        for table, text in WORLD_TABLES.items()
     ],
     retry_policy=io_retry,
 )
 def synthetic_world(context: dg.AssetExecutionContext, postgres: PostgresResource, world: SyntheticWorldResource):
     """Generate the synthetic SaaS world and COPY it into ``raw`` and ``truth`` in one transaction,
-    chunk by chunk as it is generated (memory does not grow with the world's size)."""
-    from liftlab.ingest.world import load_world_stream
+    chunk by chunk as it is generated (memory does not grow with the world's size) — when a spec
+    uses the demo and the loaded world's settings differ. Otherwise nothing is materialized (and
+    dbt, which only cleans the world, is skipped too)."""
+    from liftlab.ingest.world import load_world_stream, loaded_world_matches, uses_demo_world
     from liftlab.synth import WorldStream
 
-    timings: dict[str, float] = {}
+    if not uses_demo_world():
+        context.log.info("no spec uses the demo world (source: {kind: demo}): nothing to generate")
+        return
+    settings = world.world_config()
     with postgres.connect() as conn:
-        reports = load_world_stream(conn, WorldStream(world.world_config()), run_id=context.run_id, timings=timings)
+        if loaded_world_matches(conn, settings):
+            context.log.info(f"the demo world with seed {settings.seed} and {settings.n_users:,} users is loaded "
+                             "already: not regenerated")
+            return
+        timings: dict[str, float] = {}
+        reports = load_world_stream(conn, WorldStream(settings), run_id=context.run_id, timings=timings)
     events = reports["raw.events"].received
     speed = {
         "generate_seconds": round(timings["generate_s"], 3), "load_seconds": round(timings["load_s"], 3),
         "events_load_seconds": round(timings["events_load_s"], 3),
         "events_loaded_per_second": round(events / timings["events_load_s"]) if timings["events_load_s"] else None,
     }
-    for key in WORLD_TABLES:
-        table = ".".join(key)
+    for table in WORLD_TABLES:
         extra = speed if table == "raw.events" else {}
-        yield dg.MaterializeResult(asset_key=list(key), metadata={
+        extra |= {"seed": settings.seed, "n_users": settings.n_users} if table == "raw.users" else {}
+        yield dg.MaterializeResult(asset_key=table.split("."), metadata={
             "dagster/row_count": reports[table].accepted, **reports[table].as_metadata(), **extra})
-
-
-@dg.asset(
-    key=["raw", "user_files"],
-    deps=[experiment_specs],
-    group_name="ingest",
-    kinds={"csv", "parquet", "postgres"},
-    owners=[OWNER],
-    retry_policy=io_retry,
-    description="Every user-level file declared by a spec (source.kind: file), checked against its "
-    "declaration (checksum, columns, types, variants) and loaded into raw.src_<experiment_id>.",
-)
-def user_files(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
-    from liftlab.ingest.files import FileSourceError, read_user_file, write_user_file
-
-    loaded, errors = {}, []
-    with postgres.connect() as conn:
-        for item in load_specs():
-            if item.spec.source.kind != "file":
-                continue
-            try:
-                user_file = read_user_file(item.spec, item.path)
-            except FileSourceError as exc:
-                errors.append(str(exc))
-                context.log.error(str(exc))
-                continue
-            loaded[user_file.table] = write_user_file(conn, user_file, item.spec.source, run_id=context.run_id)
-    if errors:
-        raise dg.Failure(description="; ".join(errors), metadata={"loaded": loaded}, allow_retries=False)
-    return dg.MaterializeResult(metadata={"tables": loaded, "dagster/row_count": sum(loaded.values())})

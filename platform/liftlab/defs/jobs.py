@@ -1,4 +1,5 @@
-"""Jobs: build the data (ingest + dbt), analyse one experiment partition, decide."""
+"""Jobs: build the data (registry, demo world, dbt), each experiment's units, the daily statistics,
+the studies, one experiment's analysis, the decisions."""
 
 import dagster as dg
 
@@ -9,7 +10,15 @@ DAILY_STATS = dg.AssetKey(["results", "daily_stats"])
 build_data_job = dg.define_asset_job(
     "build_data",
     selection=dg.AssetSelection.groups("ingest", "transform"),
-    description="Load specs, the synthetic world and user files; run dbt (staging, marts, tests).",
+    description="Register the specs; where a spec uses the demo, generate the synthetic world (when its settings "
+    "changed) and clean it with dbt.",
+)
+build_units_job = dg.define_asset_job(
+    "build_units",
+    selection=dg.AssetSelection.groups("units"),
+    partitions_def=experiment_partitions,
+    description="One experiment's units from its source: load its file, check its table, or compile its catalogue "
+    "metrics to SQL and materialize units.<id>.",
 )
 daily_stats_job = dg.define_asset_job(
     "daily_stats",
@@ -19,21 +28,16 @@ daily_stats_job = dg.define_asset_job(
 )
 analyse_experiment_job = dg.define_asset_job(
     "analyse_experiment",
-    selection=dg.AssetSelection.groups("gates", "effects") - dg.AssetSelection.assets(DAILY_STATS),
+    selection=dg.AssetSelection.groups("gates", "effects", "causal") - dg.AssetSelection.assets(DAILY_STATS),
     partitions_def=experiment_partitions,
-    description="Gates, then (if they pass) sufficient statistics and effects for one experiment.",
+    description="Gates, then (if they pass) sufficient statistics, effects, slices and — for a launch that was not "
+    "randomized — its causal estimates, for one experiment.",
 )
 decide_job = dg.define_asset_job(
     "decide",
     selection=dg.AssetSelection.groups("decisions", "reports"),
     description="Write results.decisions from the current gate and effect tables, then the reports.",
 )
-causal_studies_job = dg.define_asset_job(
-    "causal_studies",
-    selection=dg.AssetSelection.groups("causal"),
-    description="Causal estimates of the launches that were not randomized (opt-in, regional roll-out).",
-)
-
 uplift_models_job = dg.define_asset_job(
     "uplift_models",
     selection=dg.AssetSelection.groups("uplift"),
@@ -42,4 +46,4 @@ uplift_models_job = dg.define_asset_job(
 )
 
 #: Unpartitioned study jobs that run after each build, before the decisions.
-STUDY_JOBS = [causal_studies_job, uplift_models_job]
+STUDY_JOBS = [uplift_models_job]

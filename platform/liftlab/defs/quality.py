@@ -1,7 +1,7 @@
 """Data-quality asset checks: great-expectations suites beside the tables they guard.
 
-One asset check per table (``raw/events``, ``raw/exposures``, ``raw/users``,
-``marts/fct_exposures``, ``marts/fct_unit_metrics``) validates its suite in-database
+One asset check per table of the synthetic world (``raw/events``, ``raw/exposures``,
+``raw/users``; they exist only where a spec uses the demo) validates its suite in-database
 (``liftlab.gates.quality``) and stores every expectation's outcome in
 ``gates.quality_results``; ``raw/events`` also gets a day-over-day drift check (row count and
 event-type PSI against the same weekday a week before).
@@ -23,8 +23,6 @@ QUALITY_ASSETS = {
     "raw/events": ["raw", "events"],
     "raw/exposures": ["raw", "exposures"],
     "raw/users": ["raw", "users"],
-    "marts/fct_exposures": ["marts", "fct_exposures"],
-    "marts/fct_unit_metrics": ["marts", "fct_unit_metrics"],
 }
 
 

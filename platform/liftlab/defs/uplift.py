@@ -108,7 +108,7 @@ def _plot_qini(curves: pl.DataFrame, title: str, path) -> None:
     retry_policy=io_retry,
     specs=[
         dg.AssetSpec(["results", "uplift_models"], group_name="uplift", kinds={"python", "postgres"}, owners=[OWNER],
-                     deps=[["marts", "fct_unit_metrics"], ["raw", "users"], ["raw", "user_files"],
+                     deps=[dg.AssetDep(dg.AssetKey(["units", "unit_metrics"]), partition_mapping=dg.AllPartitionMapping()),
                            ["truth", "unit_effects"], ["raw", "experiment_specs"]],
                      description="Per experiment × arm × outcome × learner (S/T/X/R/DR, class transformation, "
                      "single-feature rule): cross-fitted (out-of-fold) Qini coefficient and AUUC with bootstrap CIs, the simultaneous "
@@ -124,7 +124,7 @@ def _plot_qini(curves: pl.DataFrame, title: str, path) -> None:
 )
 def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, postgres: PostgresResource):
     from liftlab.uplift.analysis import analyse_experiment
-    from liftlab.uplift_io import load_units, uplift_features
+    from liftlab.uplift_io import load_units, unit_table_exists, uplift_features
 
     # The environment can narrow every run too (tests and quick demos): LIFTLAB_UPLIFT_LEARNERS
     # (comma-separated), LIFTLAB_UPLIFT_BOOTSTRAP, LIFTLAB_UPLIFT_FOLDS and LIFTLAB_UPLIFT_REPEATS;
@@ -144,6 +144,9 @@ def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, 
     with postgres.connect() as conn:
         for spec in specs:
             up = spec.uplift
+            if not unit_table_exists(conn, spec):
+                context.log.warning(f"{spec.id}: its units were never built (see its units/unit_metrics run): skipped")
+                continue
             units = load_units(conn, spec)
             if units.is_empty():
                 context.log.warning(f"{spec.id}: no units, skipped")

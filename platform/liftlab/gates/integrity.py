@@ -1,4 +1,4 @@
-"""Per-experiment data-integrity gates: quarantined rows, exposures outside the window, and
+"""Per-experiment data-integrity gates: quarantined rows, assignments outside the window, and
 data-quality (great-expectations) failures of the tables the experiment reads.
 
 Global data faults are repaired or isolated at ingest (``liftlab.ingest.validate``: duplicate
@@ -8,7 +8,9 @@ its metrics were computed on data that had to be repaired, and a person must con
 (a negative payment may be a refund the platform does not model; a replayed day may have lost
 other rows). Experiments the fault does not touch are analysed normally.
 
-The queries read ``raw``, ``marts`` and ``gates`` tables; values are parameters. No Dagster.
+Which of these apply depends on the source (:meth:`liftlab.sources.Adapter.integrity`): a gate
+that does not apply is recorded as ``N/A`` with the reason, never as a PASS it did not check.
+The queries read ``raw``, ``units`` and ``gates`` tables; values are parameters. No Dagster.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from __future__ import annotations
 import datetime as dt
 
 import psycopg
+from psycopg import sql
 
+from liftlab.db import qualified
 from liftlab.gates.result import GateResult
 from liftlab.specs import ExperimentSpec
 
@@ -28,8 +32,12 @@ REASON_METRICS: dict[str, frozenset[str]] = {
     "non-finite value": frozenset({"revenue", "pre_revenue"}),
 }
 
-#: Tables an experiment on the event stream reads; a failed ERROR expectation on any halts it.
-EVENT_ASSETS = ("raw/events", "raw/exposures", "raw/users", "marts/fct_exposures", "marts/fct_unit_metrics")
+#: Tables of the synthetic world a demo experiment reads; a failed ERROR expectation on any halts it.
+WORLD_ASSETS = ("raw/events", "raw/exposures", "raw/users")
+
+
+def not_applicable(check: str, why: str) -> GateResult:
+    return GateResult(check, "N/A", f"not applicable: {why}", details={})
 
 
 def _window(spec: ExperimentSpec) -> tuple[dt.date, dt.date] | None:
@@ -39,27 +47,28 @@ def _window(spec: ExperimentSpec) -> tuple[dt.date, dt.date] | None:
 
 
 def quarantine_gate(conn: psycopg.Connection, spec: ExperimentSpec, max_rows: int = 0) -> GateResult:
-    """FAIL when more than ``max_rows`` quarantined rows belong to the experiment's units, window and metrics.
+    """FAIL when more than ``max_rows`` quarantined rows of the world's ingest belong to the
+    experiment's units, window and metrics (demo experiments).
 
-    Events count when their user was exposed in the experiment, their timestamp falls in
+    Events count when their user is a unit of the experiment, their timestamp falls in
     ``[pre_start_date, end_date]`` (pre-period covariates are metrics too) and their reason can
     affect a metric the experiment uses (``REASON_METRICS``: a negative payment matters only to
     an experiment that measures revenue); exposure rows count when they name the experiment.
     Quarantined rows of the units that none of its metrics use give a WARN. Reasons are grouped
     with their count and dates.
     """
+    from liftlab.sources import unit_table
+
     window = _window(spec)
-    if spec.source.kind != "events" or window is None:
-        return _file_quarantine(conn, spec)
     lo, hi = window
-    rows = conn.execute(
+    rows = conn.execute(sql.SQL(
         """
-        with units as (select user_id from marts.fct_exposures where experiment_id = %(e)s)
+        with units as (select unit_id from {units})
         select 'events' as kind, q.reason, count(*),
                min((q.record->>'event_ts')::timestamptz at time zone 'UTC')::date,
                max((q.record->>'event_ts')::timestamptz at time zone 'UTC')::date
         from raw.quarantine q
-        join units u on u.user_id = (q.record->>'user_id')::bigint
+        join units u on u.unit_id = q.record->>'user_id'
         where q.source like '%%raw.events'
           and (q.record->>'event_ts')::timestamptz >= (%(lo)s::date)::timestamp at time zone 'UTC'
           and (q.record->>'event_ts')::timestamptz < ((%(hi)s::date) + 1)::timestamp at time zone 'UTC'
@@ -72,7 +81,7 @@ def quarantine_gate(conn: psycopg.Connection, spec: ExperimentSpec, max_rows: in
         where q.source like '%%raw.exposures' and q.record->>'experiment_id' = %(e)s
         group by q.reason
         order by 3 desc, 2
-        """,
+        """).format(units=qualified(unit_table(spec).relation)),
         {"e": spec.id, "lo": lo, "hi": hi},
     ).fetchall()
     by_reason = [
@@ -132,7 +141,7 @@ def _affects(reason: str, table: str, used: set[str]) -> bool:
     return False
 
 
-def _file_quarantine(conn: psycopg.Connection, spec: ExperimentSpec) -> GateResult:
+def file_quarantine_gate(conn: psycopg.Connection, spec: ExperimentSpec) -> GateResult:
     """File sources are all-or-nothing (a bad file is rejected whole): report the last load."""
     row = conn.execute(
         "select received, accepted, quarantined, file from raw.load_log where experiment_id = %s "
@@ -149,53 +158,40 @@ def _file_quarantine(conn: psycopg.Connection, spec: ExperimentSpec) -> GateResu
     return GateResult("quarantine", "PASS", f"all {accepted:,} rows of {file} accepted", 0.0, details=details)
 
 
-def exposure_window_gate(conn: psycopg.Connection, spec: ExperimentSpec, max_rows: int = 0) -> GateResult:
-    """FAIL when more than ``max_rows`` exposure rows fall outside ``[start_date, end_date]`` (UTC days).
+def assignment_window_gate(conn: psycopg.Connection, spec: ExperimentSpec) -> GateResult:
+    """Assignment rows of the experiment outside ``[start_date, end_date]`` (UTC days), or without a
+    unit, variant or time: WARN with the counts, as recorded when the unit table was built.
 
-    An exposure after the end (or before the start) means the assignment service or its
-    logging did not follow the experiment's schedule: the logged population is not the one
-    the spec describes. Checked on ``raw.exposures`` (every exposure row, not just the first).
+    Such rows are not analysed — a unit whose first row falls outside the window is not a unit,
+    a later row is not a new unit — so they cannot bias the estimate; they say that the
+    assignment service or its logging did not follow the experiment's schedule, which a person
+    should look at.
     """
-    if spec.source.kind != "events" or spec.start_date is None or spec.end_date is None:
-        return GateResult("exposure_window", "PASS", "not applicable: the source has no exposure timestamps", details={})
-    n_out, n_all, before, after, first_out, last_out = conn.execute(
-        """
-        select count(*) filter (where not inside), count(*),
-               count(*) filter (where exposed_at < lo), count(*) filter (where exposed_at >= hi),
-               min(exposed_at) filter (where not inside), max(exposed_at) filter (where not inside)
-        from (
-            select exposed_at, lo, hi, (exposed_at >= lo and exposed_at < hi) as inside
-            from raw.exposures,
-                 lateral (select (%(s)s::date)::timestamp at time zone 'UTC' as lo,
-                                 ((%(e)s::date) + 1)::timestamp at time zone 'UTC' as hi) w
-            where experiment_id = %(id)s and exposed_at is not null
-        ) x
-        """,
-        {"s": spec.start_date, "e": spec.end_date, "id": spec.id},
-    ).fetchone()
-    details = {
-        "rows_outside": int(n_out), "rows": int(n_all), "before_start": int(before), "after_end": int(after),
-        "first_outside": str(first_out) if first_out else None, "last_outside": str(last_out) if last_out else None,
-        "window": [str(spec.start_date), str(spec.end_date)], "max_rows": max_rows,
-    }
-    if n_out > max_rows:
-        return GateResult(
-            "exposure_window", "FAIL",
-            f"{n_out:,} of {n_all:,} exposure rows fall outside the experiment window {spec.start_date}…{spec.end_date} "
-            f"({before:,} before the start, {after:,} after the end; {first_out:%Y-%m-%d %H:%M} … {last_out:%Y-%m-%d %H:%M} UTC)",
-            float(n_out), details=details,
-        )
+    row = conn.execute("select assignment_summary from units.builds where experiment_id = %s", (spec.id,)).fetchone()
+    summary = row[0] if row else {}
+    if not summary:
+        return GateResult("exposure_window", "WARN", "no record of the assignments the units were built from", details={})
+    outside = summary["before_start"] + summary["after_end"]
+    details = {**summary, "rows_outside": outside}
+    if outside or summary["invalid"]:
+        parts = []
+        if outside:
+            parts.append(f"{outside:,} of {summary['rows']:,} assignment rows fall outside the experiment window "
+                         f"{spec.start_date}…{spec.end_date} ({summary['before_start']:,} before the start, "
+                         f"{summary['after_end']:,} after the end; first {summary['first']}, last {summary['last']} UTC)")
+        if summary["invalid"]:
+            parts.append(f"{summary['invalid']:,} rows have no unit, variant or time")
+        return GateResult("exposure_window", "WARN", "; ".join(parts) + " — not analysed", float(outside), details=details)
     return GateResult("exposure_window", "PASS",
-                      f"all {n_all:,} exposure rows inside {spec.start_date}…{spec.end_date}", float(n_out), details=details)
+                      f"all {summary['rows']:,} assignment rows inside {spec.start_date}…{spec.end_date}", 0.0, details=details)
 
 
-def data_quality_gate(conn: psycopg.Connection, spec: ExperimentSpec) -> GateResult:
-    """FAIL on a failed ERROR expectation of a table the experiment reads; WARN on WARN ones.
+def data_quality_gate(conn: psycopg.Connection, spec: ExperimentSpec, assets: list[str]) -> GateResult:
+    """FAIL on a failed ERROR expectation of a table the experiment reads (``assets``); WARN on WARN ones.
 
     The expectations themselves run as great-expectations asset checks beside the tables
     (``liftlab.defs.quality``) and store their outcome in ``gates.quality_results``.
     """
-    assets = list(EVENT_ASSETS) if spec.source.kind == "events" else [f"raw/src_{spec.id}"]
     rows = conn.execute(
         "select asset, expectation, severity, reason, unexpected_count from gates.quality_results "
         "where asset = any(%s) and not success order by severity, asset, expectation",
@@ -213,5 +209,6 @@ def data_quality_gate(conn: psycopg.Connection, spec: ExperimentSpec) -> GateRes
         text = "; ".join(f"{f['asset']}: {f['reason']}" for f in warns)
         return GateResult("data_quality", "WARN", f"data-quality warnings: {text}", float(len(warns)), details=details)
     if not n_checked:
-        return GateResult("data_quality", "PASS", "no data-quality expectations recorded for this source", 0.0, details=details)
+        return GateResult("data_quality", "N/A", f"not applicable: no data-quality expectations ran on {', '.join(assets)}",
+                          details=details)
     return GateResult("data_quality", "PASS", f"all {n_checked} data-quality expectations met", 0.0, details=details)

@@ -89,7 +89,7 @@ class Contract:
 
     @classmethod
     def from_specs(cls, specs) -> Contract:
-        events = [s for s in specs if s.source.kind == "events"]
+        events = [s for s in specs if s.source.kind == "demo"]
         days = [s.pre_start_date or s.start_date for s in events if s.start_date] + [s.end_date for s in events if s.end_date]
         today = dt.date.today()
         return cls(
@@ -167,28 +167,6 @@ def suites(contract: Contract) -> dict[str, tuple[str, list[Rule]]]:
             Rule("device_in_set", WARN,
                  lambda g: g.ExpectColumnValuesToBeInSet(column="device", value_set=["desktop", "mobile", "tablet"]),
                  "device is desktop, mobile or tablet"),
-        ]),
-        "marts/fct_exposures": ("marts.fct_exposures", [
-            non_empty,
-            Rule("experiment_unit_unique", ERROR,
-                 lambda g: g.ExpectCompoundColumnsToBeUnique(column_list=["experiment_id", "user_id"]),
-                 "one row per (experiment, unit)"),
-            Rule("variant_in_declared_set", ERROR,
-                 lambda g: g.ExpectColumnValuesToBeInSet(column="variant", value_set=list(contract.variants)),
-                 "variant is a declared variant"),
-            Rule("n_variants_at_least_one", ERROR,
-                 lambda g: g.ExpectColumnValuesToBeBetween(column="n_variants", min_value=1), "n_variants ≥ 1"),
-        ]),
-        "marts/fct_unit_metrics": ("marts.fct_unit_metrics", [
-            Rule("experiment_unit_unique", ERROR,
-                 lambda g: g.ExpectCompoundColumnsToBeUnique(column_list=["experiment_id", "user_id"]),
-                 "one row per (experiment, unit)"),
-            Rule("revenue_non_negative", ERROR,
-                 lambda g: g.ExpectColumnValuesToBeBetween(column="revenue", min_value=0), "revenue ≥ 0"),
-            Rule("pre_revenue_non_negative", ERROR,
-                 lambda g: g.ExpectColumnValuesToBeBetween(column="pre_revenue", min_value=0), "pre_revenue ≥ 0"),
-            Rule("converted_binary", ERROR,
-                 lambda g: g.ExpectColumnValuesToBeInSet(column="converted", value_set=[0, 1]), "converted is 0 or 1"),
         ]),
     }
 

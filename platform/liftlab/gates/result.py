@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Literal
 
-Status = Literal["PASS", "WARN", "FAIL"]
+#: N/A: the gate does not apply to this experiment (said why in the reason), nothing was checked.
+Status = Literal["PASS", "WARN", "FAIL", "N/A"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,7 @@ class GateResult:
 
 
 def worst(statuses: list[str]) -> Status:
-    """FAIL over WARN over PASS."""
+    """FAIL over WARN over PASS (N/A counts as nothing)."""
     for status in ("FAIL", "WARN"):
         if status in statuses:
             return status  # type: ignore[return-value]

@@ -16,9 +16,8 @@ from pathlib import Path
 
 import polars as pl
 import psycopg
-from psycopg import sql
 
-from liftlab.db import check_identifier, copy_frame, qualified
+from liftlab.db import replace_table
 from liftlab.specs import ExperimentSpec, FileSource
 
 _POLARS_TYPES = {"integer": pl.Int64, "float": pl.Float64, "string": pl.Utf8, "boolean": pl.Boolean}
@@ -192,21 +191,10 @@ def read_user_file(spec: ExperimentSpec, spec_path: Path) -> UserFile:
 
 def write_user_file(conn: psycopg.Connection, user_file: UserFile, source: FileSource, run_id: str | None = None) -> int:
     """Replace ``raw.src_<id>`` with the file's rows and log the load, in one transaction."""
-    table = user_file.table
-    schema_name, _, table_name = table.partition(".")
-    check_identifier(table_name, "table")
-    columns = [sql.SQL("unit_id text primary key")]
-    if source.variant_column != "variant":
-        columns.append(sql.SQL("variant text not null"))
-    for column, kind in source.columns.items():
-        if column != "unit_id":  # the unit column named unit_id is the text primary key above
-            columns.append(sql.SQL("{} {}").format(sql.Identifier(column), sql.SQL(_SQL_TYPES[kind])))
+    columns = {"unit_id": "text", "variant": "text"}
+    columns |= {c: _SQL_TYPES[k] for c, k in source.columns.items() if c not in columns}
     with conn.transaction():
-        conn.execute("select pg_advisory_xact_lock(hashtextextended(%s, 0))", (table,))
-        conn.execute(sql.SQL("drop table if exists {}").format(qualified(table)))
-        conn.execute(sql.SQL("create table {} ({})").format(qualified(table), sql.SQL(", ").join(columns)))
-        with conn.cursor() as cur:
-            copy_frame(cur, table, user_file.frame)
+        replace_table(conn, user_file.table, columns, user_file.frame, primary_key="unit_id")
         conn.execute(
             "insert into raw.load_log (source, experiment_id, file, sha256, received, accepted, quarantined, run_id)"
             " values (%s, %s, %s, %s, %s, %s, 0, %s)",

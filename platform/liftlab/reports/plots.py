@@ -140,3 +140,39 @@ def srm_plot(details: dict, title: str) -> bytes:
         ax2.set_title("share by exposure day (dashed: planned)", fontsize=10)
         ax2.legend(fontsize=7, loc="best")
     return _png(plt, fig)
+
+
+def slice_forest_plot(slices: pl.DataFrame, metric: str, title: str, good_direction: str = "higher_is_better") -> bytes:
+    """Small multiples: one panel per dimension, the metric's relative effect with its CI per
+    slice × arm; slices too small to estimate are listed with their unit counts, not drawn.
+    Significance is read from the slice family's BH-adjusted p-value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = slices.filter(pl.col("metric") == metric).sort("dimension", "slice", "variant")
+    dims = rows["dimension"].unique(maintain_order=True).to_list()
+    heights = [max(rows.filter(pl.col("dimension") == d).height, 1) for d in dims]
+    fig, axes = plt.subplots(len(dims), 1, figsize=(7.5, 0.38 * sum(heights) + 1.1 * len(dims)), dpi=110,
+                             squeeze=False, gridspec_kw={"height_ratios": heights})
+    for ax, dim in zip(axes[:, 0], dims, strict=True):
+        part = rows.filter(pl.col("dimension") == dim)
+        labels = []
+        for i, r in enumerate(part.iter_rows(named=True)):
+            labels.append(f"{r['slice']} · {r['variant']}" + ("" if r["estimated"] else f"  (n={r['n_baseline']}/{r['n_variant']}: too few)"))
+            if not r["estimated"] or r["rel_effect"] is None:
+                continue
+            significant = r["p_value_adj"] is not None and r["p_value_adj"] < r["alpha"]
+            good = (r["rel_effect"] > 0) == (good_direction == "higher_is_better")
+            colour = "#555555" if not significant else ("#1b7837" if good else "#b2182b")
+            if r["rel_ci_low"] is not None and r["rel_ci_high"] is not None:
+                ax.plot([r["rel_ci_low"] * 100, r["rel_ci_high"] * 100], [i, i], color=colour, lw=2)
+            ax.plot([r["rel_effect"] * 100], [i], "o", color=colour)
+        ax.axvline(0, color="black", lw=0.8)
+        ax.set_yticks(range(part.height), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.set_title(f"by {dim}", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel(f"relative effect on {metric} (%), CI; green/red: BH-adjusted p < α")
+    fig.suptitle(title, fontsize=10)
+    return _png(plt, fig)

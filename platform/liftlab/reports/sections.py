@@ -11,13 +11,8 @@ import psycopg
 
 from liftlab import config
 from liftlab.db import read_frame
-from liftlab.reports.render import EXTRA_SECTIONS, Figure, ReportData, _table_exists
+from liftlab.reports.render import EXTRA_SECTIONS, Figure, ReportData, _directions, _table_exists
 
-#: Causal-study figures per experiment (written by defs/causal.py).
-CAUSAL_FIGURES = {
-    "ai_assistant_optin": ["optin_estimates", "optin_overlap", "optin_balance"],
-    "regional_pricing": ["regional_event_study", "regional_synthetic_control"],
-}
 
 
 def statistics_section(conn: psycopg.Connection, data: ReportData) -> None:
@@ -109,11 +104,38 @@ def causal_section(conn: psycopg.Connection, data: ReportData) -> None:
     if frame.is_empty():
         return
     data.extra_tables.append(("Causal estimates (not randomized)", frame))
+    from liftlab.causal.plots import FIGURES
+
     folder = config.reports_dir() / "causal"
-    for name in CAUSAL_FIGURES.get(data.experiment_id, []):
-        path = folder / f"{name}.png"
+    for name in FIGURES:
+        path = folder / f"{data.experiment_id}__{name}.png"
         if path.exists():
-            data.figures.append(Figure(name, name.replace("_", " "), path.read_bytes()))
+            data.figures.append(Figure(f"causal_{name}", f"causal: {name.replace('_', ' ')}", path.read_bytes()))
 
 
-EXTRA_SECTIONS.extend([srm_section, looks_section, statistics_section, uplift_section, causal_section])
+def slices_section(conn: psycopg.Connection, data: ReportData) -> None:
+    """The primary metric within the slices of the spec's dimensions (small multiples), and the table."""
+    import polars as pl
+
+    from liftlab.decide import preferred_method
+    from liftlab.reports.plots import slice_forest_plot
+
+    primary = data.spec.get("primary_metric")
+    if not primary or not _table_exists(conn, "results.slice_effects"):
+        return
+    rows = read_frame(conn, "select * from results.slice_effects where experiment_id = %s and metric = %s "
+                            "order by dimension, slice, variant", (data.experiment_id, primary))
+    method = preferred_method(rows["method"]) if not rows.is_empty() else None
+    if method is None:
+        return
+    rows = rows.filter(pl.col("method") == method)
+    direction = _directions(data.spec, [primary]).get(primary, "higher_is_better")
+    data.figures.append(Figure(
+        "slices", f"{primary} by slice ({method}; one Benjamini–Hochberg family across slices)",
+        slice_forest_plot(rows, primary, f"{data.experiment_id}: {primary} by slice", direction)))
+    data.extra_tables.append((f"{primary} by slice ({method}); slices with too few units are reported, not estimated",
+                              rows.select("dimension", "slice", "variant", "estimated", "n_baseline", "n_variant",
+                                          "rel_effect", "rel_ci_low", "rel_ci_high", "p_value", "p_value_adj")))
+
+
+EXTRA_SECTIONS.extend([srm_section, looks_section, statistics_section, slices_section, uplift_section, causal_section])

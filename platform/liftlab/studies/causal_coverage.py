@@ -2,7 +2,7 @@
 
 Worlds ``first_seed … first_seed + n_worlds − 1`` (no seed is picked) are generated with
 ``generate_world``; the unit frame is built from each world's events in polars (the mirror of
-``marts.fct_unit_metrics`` in ``liftlab.causal_inputs``), AIPW is fitted and its 95 % interval
+the unit table the asset reads, ``liftlab.synth.causal_frames``), AIPW is fitted and its 95 % interval
 compared with the world's exact ATE / ATT (``truth_effects``). Pure: no database.
 
     python -m liftlab.studies.causal_coverage --worlds 200 --users 6000
@@ -19,7 +19,7 @@ import polars as pl
 from liftlab.causal.weighting import aipw_cross_fit, ipw, naive_difference
 from liftlab.causal.features import covariate_matrix
 from liftlab.causal.propensity import cross_fit_propensity, fold_ids
-from liftlab.causal_inputs import optin_units_from_world
+from liftlab.synth.causal_frames import CONFOUNDERS, OPTIN, optin_units_from_world
 
 
 def one_world(seed: int, n_users: int, metric: str = "ai_calls", outcome_model: str = "linear",
@@ -29,11 +29,11 @@ def one_world(seed: int, n_users: int, metric: str = "ai_calls", outcome_model: 
     world = generate_world(WorldConfig(seed=seed, n_users=n_users, chunk_users=max(n_users, 1),
                                        faults=FaultConfig(checkout_exposure_loss=0.0)))
     units = optin_units_from_world(world)
-    truth = world.truth_effects.filter((pl.col("experiment_id") == "ai_assistant_optin")
+    truth = world.truth_effects.filter((pl.col("experiment_id") == OPTIN)
                                        & (pl.col("metric") == metric))
     true = dict(zip(truth["estimand"].to_list(), truth["true_effect"].to_list()))
     d = (units["variant"].to_numpy() == "opted_in").astype(int)
-    X = covariate_matrix(units).to_numpy(float)
+    X = covariate_matrix(units, CONFOUNDERS).to_numpy(float)
     y = units[metric].to_numpy(float)
     e = cross_fit_propensity(X, d, "logistic", folds=fold_ids(len(d), n_folds, seed), seed=seed)
     ests = aipw_cross_fit(y, d, X, outcome_model=outcome_model, n_folds=n_folds, seed=seed, e=e)

@@ -3,8 +3,8 @@
     python -m liftlab.studies.causal_demo                      # demo seed 20261122, 100k users
     python -m liftlab.studies.causal_demo --regional-worlds 30 --users 20000
 
-Pure (no database): frames come from ``liftlab.causal_inputs`` (tests check they equal the
-marts-based frames the assets read).
+Pure (no database): frames come from ``liftlab.synth.causal_frames`` (tests check they equal
+the frames the asset reads through the source layer).
 """
 
 from __future__ import annotations
@@ -16,17 +16,19 @@ import numpy as np
 import polars as pl
 
 from liftlab.causal import studies
-from liftlab.causal_inputs import optin_units_from_world, regional_panel_from_world
 from liftlab.synth import WorldConfig, generate_world
+from liftlab.synth.causal_frames import (
+    CONFOUNDERS, OPTIN, OPTIN_METRICS, ROLLOUT, ROLLOUT_ALONE, optin_units_from_world, regional_panel_from_world,
+)
 
 
 def demo(seed: int, n_users: int) -> None:
     t0 = time.time()
     w = generate_world(WorldConfig(seed=seed, n_users=n_users))
     truth = {(r["metric"], r["estimand"]): r["true_effect"] for r in
-             w.truth_effects.filter(pl.col("experiment_id") == "ai_assistant_optin").iter_rows(named=True)}
+             w.truth_effects.filter(pl.col("experiment_id") == OPTIN).iter_rows(named=True)}
     u = optin_units_from_world(w)
-    res = studies.selection_on_observables(u)
+    res = studies.selection_on_observables(u, OPTIN_METRICS, "opted_in", CONFOUNDERS)
     print(f"opt-in units {len(u)}")
     naive = {}
     for m, e in res.estimates:
@@ -41,14 +43,14 @@ def demo(seed: int, n_users: int) -> None:
         print(f"{m:16s} {e.estimator:28s} {e.estimand:12s} {e.estimate:8.3f} [{e.ci_low:8.3f}, {e.ci_high:8.3f}]{extra}")
     print("max |SMD| before", res.balance["smd_before"].abs().max(), "after matching", res.balance["smd_after"].abs().max())
     p = regional_panel_from_world(w)
-    att = w.truth_effects.filter(pl.col("experiment_id") == "regional_pricing")["true_effect"][0]
+    att = w.truth_effects.filter(pl.col("experiment_id") == ROLLOUT)["true_effect"][0]
     s = studies.staggered_rollout(p)
     for e in (s.twfe, s.imputation):
         print(f"{e.estimator:16s} {e.estimate:.4f} [{e.ci_low:.4f}, {e.ci_high:.4f}] truth={att:.4f} covered={e.ci_low <= att <= e.ci_high} ratio={e.estimate / att:.3f}")
     print("pre-trend F p", s.event_study["pretrend_p"])
-    sc = studies.synthetic_control_study(p, "DE")
+    sc = studies.synthetic_control_study(p, ROLLOUT_ALONE)
     d = sc["estimate"].diagnostics
-    de = p[(p.unit == "DE") & (p.time >= 0)]["true_effect"].mean()
+    de = p[(p.unit == ROLLOUT_ALONE) & (p.time >= 0)]["true_effect"].mean()
     print("SC DE att", sc["estimate"].estimate, "truth", de, "rmspe_pre", d["rmspe_pre"], "p", d["placebo_p_value"], "rank", d["placebo_rank"], d["placebo_ratios"], d["weights"])
     print(f"{time.time() - t0:.0f} s")
 
@@ -58,9 +60,9 @@ def regional_worlds(n_worlds: int, n_users: int) -> None:
     for seed in range(1, n_worlds + 1):
         w = generate_world(WorldConfig(seed=seed, n_users=n_users))
         p = regional_panel_from_world(w)
-        att = w.truth_effects.filter(pl.col("experiment_id") == "regional_pricing")["true_effect"][0]
+        att = w.truth_effects.filter(pl.col("experiment_id") == ROLLOUT)["true_effect"][0]
         s = studies.staggered_rollout(p)
-        sc = studies.synthetic_control_study(p, "DE")
+        sc = studies.synthetic_control_study(p, ROLLOUT_ALONE)
         rows.append((s.imputation.covers(att), s.twfe.covers(att), s.twfe.estimate / att, s.imputation.estimate / att,
                      sc["rank"]))
     a = np.array(rows, float)

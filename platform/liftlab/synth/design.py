@@ -267,8 +267,8 @@ EXPERIMENTS: dict[str, dict] = {
         "population": "all users; treatment by region",
         "exposure": "one exposure row per user: new_price at the region's adoption "
         "day, old_price on day 0 in never-treated regions",
-        "primary_metric": "revenue_per_user_day",
-        "metrics": ["revenue_per_user_day"],
+        "primary_metric": "revenue_per_unit_day",
+        "metrics": ["revenue_per_unit_day"],
         "adoption_day": dict(REGIONAL_ADOPTION_DAY),
         "description": "AI add-on price cut 20 -> 15 USD rolled out by region; the "
         "purchase rate rises with days since adoption, so the revenue effect grows "

@@ -211,7 +211,7 @@ class _TruthAccumulator:
         base = float(self.reg_base[post].sum() / user_days)
         spec = D.EXPERIMENTS["regional_pricing"]
         return [{"experiment_id": cfg.experiment_id("regional_pricing"),
-                 "metric": "revenue_per_user_day", "variant": "new_price",
+                 "metric": "revenue_per_unit_day", "variant": "new_price",
                  "baseline": spec["baseline"], "estimand": "ATT", "true_effect": att,
                  "true_mean_baseline": base, "true_mean_variant": base + att,
                  "n_units": n_treated}]

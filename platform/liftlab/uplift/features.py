@@ -4,10 +4,9 @@ An uplift model must only see what was known *before* a unit was exposed; anythi
 measured afterwards (the outcomes, other in-window metrics, the variant itself) leaks the
 treatment into the features and makes the predicted uplift meaningless.
 
-* Event-stream experiments: only the ``raw.users`` attributes
-  (:data:`liftlab.specs.USER_ATTRIBUTES`) and the pre-period columns ``pre_*`` of
-  ``marts.fct_unit_metrics`` (:data:`liftlab.specs.EVENT_COVARIATES`) are allowed.
-* Declared files: only the spec's ``covariates`` and the columns the spec lists in
+* Warehouse and demo experiments: only the catalogue's unit-table attributes, the spec's
+  dimensions (fixed at first exposure) and the pre-period twins ``pre_<metric>`` are allowed.
+* Declared files and tables: only the spec's ``covariates`` and the columns the spec lists in
   ``uplift.pre_treatment``; never an outcome, the variant column or the unit column.
 """
 
@@ -29,10 +28,8 @@ class PostTreatmentFeature(ValueError):
 
 def allowed_features(spec) -> tuple[str, ...]:
     """The pre-treatment columns a spec's uplift model may use, in a stable order."""
-    from liftlab.specs import EVENT_COVARIATES, USER_ATTRIBUTES
-
-    if spec.source.kind == "events":
-        return (*USER_ATTRIBUTES, *EVENT_COVARIATES)
+    if spec.uses_catalogue:
+        return tuple(dict.fromkeys([*spec.catalogue.unit_column_names(), *spec.dimensions, *spec.known_covariates()]))
     up = spec.uplift
     extra = list(up.pre_treatment) if up is not None else []
     forbidden = {spec.source.variant_column, *(spec.source.outcomes), *([spec.source.unit_column] if spec.source.unit_column else [])}
@@ -45,15 +42,14 @@ def check_pre_treatment(spec, features: Sequence[str]) -> tuple[str, ...]:
 
     Raises :class:`PostTreatmentFeature` naming every offending column and why.
     """
-    from liftlab.specs import EVENT_METRICS
-
     allowed = allowed_features(spec)
-    outcomes = set(EVENT_METRICS) if spec.source.kind == "events" else set(spec.source.outcomes)
+    outcomes = set(spec.known_metrics()) if spec.uses_catalogue else set(spec.source.outcomes)
+    identity = set(ALWAYS_REJECTED) | ({spec.source.variant_column} if not spec.uses_catalogue else set())
     problems = []
     for column in features:
         if column in outcomes:
             problems.append(f"{column!r} is an outcome (measured after exposure)")
-        elif column in ALWAYS_REJECTED or (spec.source.kind == "file" and column == spec.source.variant_column):
+        elif column in identity:
             problems.append(f"{column!r} identifies the unit or its arm")
         elif column not in allowed:
             problems.append(f"{column!r} is not a declared pre-treatment column (allowed: {list(allowed)})")
