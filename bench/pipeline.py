@@ -59,8 +59,10 @@ STAGES = ["generate", "ingest", "transform", "gates", "sufficient statistics", "
 
 def stage_of(step: str) -> str:
     """The stage a Dagster step belongs to."""
-    if step in ("synthetic_world", "raw__experiment_specs", "raw__user_files"):
+    if step in ("synthetic_world", "raw__experiment_specs"):
         return "ingest"
+    if step == "units__unit_metrics":
+        return "transform"
     if step == "dbt_models":
         return "transform"
     if step.endswith("_ge_suite") or step.endswith("_daily_drift") or step in ("trust_gates", "gates__aa_calibration"):
@@ -167,8 +169,8 @@ def daily_stats_job():
     return _defs().resolve_job_def("daily_stats")
 
 
-def causal_studies_job():
-    return _defs().resolve_job_def("causal_studies")
+def build_units_job():
+    return _defs().resolve_job_def("build_units")
 
 
 def uplift_models_job():
@@ -194,7 +196,8 @@ def run_jobs(sampler: RssSampler) -> tuple[list[dict], dict]:
         "max_concurrent": 1, "start_method": {"forkserver": {"preload_modules": ["liftlab.definitions"]}}}}},
         "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     ids = [item.spec.id for item in load_specs()]
-    plan = [(build_data_job, {}), (daily_stats_job, day_range_tags()), (causal_studies_job, {}), (uplift_models_job, {})]
+    plan = [(build_data_job, {})] + [(build_units_job, {"dagster/partition": i}) for i in ids]
+    plan += [(daily_stats_job, day_range_tags()), (uplift_models_job, {})]
     plan += [(analyse_experiment_job, {"dagster/partition": i}) for i in ids]
     plan += [(decide_job, {})]
     steps, metadata = [], {}
@@ -326,10 +329,10 @@ def cmd_transform(args) -> None:
 
     from liftlab.specs import load_specs
 
-    specs = [s.spec for s in load_specs() if s.spec.source.kind == "events"]
+    specs = [s.spec for s in load_specs() if s.spec.source.kind == "demo"]
     windows = pl.DataFrame({
         "experiment_id": [s.id for s in specs], "start_date": [s.start_date for s in specs],
-        "end_date": [s.end_date for s in specs], "pre_start_date": [s.pre_start_date for s in specs],
+        "end_date": [s.end_date for s in specs], "pre_days": [s.pre_period_days for s in specs],
     })
     world = Path(args.world)
     # the same rows in memory first (untimed): both engines are timed on the computation alone;
@@ -349,9 +352,14 @@ def cmd_transform(args) -> None:
     started = time.perf_counter()
     result = (_polars_unit_metrics if args.engine == "polars" else _pandas_unit_metrics)(events, exposures, windows)
     seconds = time.perf_counter() - started
-    sums = result.select(pl.len().alias("units"), pl.col("sessions").sum(), pl.col("revenue").sum().round(2),
-                         pl.col("converted").sum(), pl.col("pre_sessions").sum()).to_dicts()[0]
-    print(json.dumps({"engine": args.engine, "seconds": seconds, "reads_files_in_timed_part": bool(args.scan), "check": sums}))
+    sums = (result.group_by("experiment_id").agg(pl.len().alias("units"), *[pl.col(c).sum().round(2) for c in CHECKED])
+            .sort("experiment_id"))
+    check = {r.pop("experiment_id"): {k: float(v) for k, v in r.items()} for r in sums.to_dicts()}
+    print(json.dumps({"engine": args.engine, "seconds": seconds, "reads_files_in_timed_part": bool(args.scan), "check": check}))
+
+
+#: Unit-level columns whose sums the transform baselines and liftlab's unit tables are checked on.
+CHECKED = ("sessions", "revenue", "converted", "active_days", "pre_sessions", "pre_revenue")
 
 
 COUNTS = ("session", "ai_call", "task_completed", "support_ticket", "upgrade")
@@ -374,7 +382,8 @@ def _polars_unit_metrics(events, exposures, windows):
     units = first.join(windows.lazy(), on="experiment_id")
     joined = units.join(daily, on="user_id", how="left").with_columns(
         (pl.col("day").is_between(pl.col("exposure_date"), pl.col("end_date"))).fill_null(False).alias("w"),
-        ((pl.col("day") >= pl.col("pre_start_date")) & (pl.col("day") < pl.col("start_date"))).fill_null(False).alias("p"))
+        ((pl.col("day") >= pl.col("exposure_date") - pl.duration(days=pl.col("pre_days")))
+         & (pl.col("day") < pl.col("exposure_date"))).fill_null(False).alias("p"))
     agg = joined.group_by("experiment_id", "user_id", "variant", "exposure_date").agg(
         *[pl.col(c).filter(pl.col("w")).sum().alias(c) for c in ("sessions", "ai_calls", "tasks_completed", "support_tickets", "revenue")],
         (pl.col("upgrades").filter(pl.col("w")).sum() > 0).cast(pl.Int32).alias("converted"),
@@ -401,12 +410,12 @@ def _pandas_unit_metrics(ev, ex, windows):
         variant=("variant", "first"), exposed_at=("exposed_at", "min"), n_variants=("variant", "nunique")).reset_index()
     first["exposure_date"] = first["exposed_at"].dt.normalize()
     w = pd.DataFrame({c: windows[c].to_numpy() for c in windows.columns})
-    for c in ("start_date", "end_date", "pre_start_date"):
+    for c in ("start_date", "end_date"):
         w[c] = pd.to_datetime(w[c])
     units = first.merge(w, on="experiment_id")
     j = units.merge(daily, on="user_id", how="left")
     inw = (j["day"] >= j["exposure_date"]) & (j["day"] <= j["end_date"])
-    pre = (j["day"] >= j["pre_start_date"]) & (j["day"] < j["start_date"])
+    pre = (j["day"] >= j["exposure_date"] - pd.to_timedelta(j["pre_days"], unit="D")) & (j["day"] < j["exposure_date"])
     cols = ["sessions", "ai_calls", "tasks_completed", "support_tickets", "revenue"]
     for c in cols:
         j[f"w_{c}"] = j[c].where(inw, 0)
@@ -424,7 +433,7 @@ def _pandas_unit_metrics(ev, ex, windows):
     return pl.DataFrame({c: agg[c].to_numpy() for c in agg.columns})
 
 
-MARTS = ("marts/fct_exposures", "marts/fct_user_daily", "marts/fct_unit_metrics")
+MARTS = ("marts/fct_user_daily",)
 
 
 def dbt_mart_seconds(metadata: dict) -> dict[str, float]:
@@ -433,13 +442,25 @@ def dbt_mart_seconds(metadata: dict) -> dict[str, float]:
 
 
 def mart_check(info) -> dict:
+    """Per demo experiment: its units and the sums of the checked columns its unit table holds."""
     import psycopg
+    from psycopg import sql
 
+    from liftlab.specs import load_specs
+
+    out = {}
     with psycopg.connect(info.url()) as conn:
-        row = conn.execute(
-            "select count(*), sum(m.sessions), round(sum(m.revenue)::numeric, 2), sum(m.converted), sum(m.pre_sessions) "
-            "from marts.fct_unit_metrics m").fetchone()
-    return dict(zip(["units", "sessions", "revenue", "converted", "pre_sessions"], [float(v) for v in row], strict=True))
+        for item in load_specs():
+            if item.spec.source.kind != "demo":
+                continue
+            columns = {r[0] for r in conn.execute("select column_name from information_schema.columns "
+                                                  "where table_schema = 'units' and table_name = %s", (item.spec.id,))}
+            present = [c for c in CHECKED if c in columns]
+            row = conn.execute(sql.SQL("select count(*){} from {}").format(
+                sql.SQL("").join(sql.SQL(", round(sum({})::numeric, 2)").format(sql.Identifier(c)) for c in present),
+                sql.Identifier("units", item.spec.id))).fetchone()
+            out[item.spec.id] = dict(zip(["units", *present], [float(v) for v in row], strict=True))
+    return out
 
 
 # --------------------------------------------------------------------------------------------
@@ -701,7 +722,10 @@ def bench_size(size: str, users: int, baselines: bool) -> dict:
               f"rows/s (ratio {ingest['ratio']:.2f})", flush=True)
 
         marts = dbt_mart_seconds(metadata)
-        transform = {"dbt_postgres": {"seconds": sum(marts.values()), "models": marts, "check": mart_check(info)}}
+        compiled = sum(st["seconds"] for st in steps if st["step"] == "units__unit_metrics")
+        # liftlab's events → unit metrics: dbt's daily rollup, then the catalogue's compiled SQL per experiment
+        transform = {"liftlab_postgres": {"seconds": sum(marts.values()) + compiled, "dbt_models": marts,
+                                          "compiled_unit_metrics_seconds": compiled, "check": mart_check(info)}}
         for engine in ("polars", "pandas"):
             if engine == "pandas" and users > SIZES["S"]:
                 transform[engine] = {"skipped": "not run above size S: pandas holds every event in memory"}

@@ -11,6 +11,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
@@ -31,12 +32,18 @@ settings.load_profile(os.environ.get("LIFTLAB_HYPOTHESIS", "ci"))
 EXTERNAL_URL = os.environ.get("LIFTLAB_TEST_EXTERNAL_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def create_scratch_database(server: db.ConnInfo, prefix: str = "liftlab_test") -> db.ConnInfo:
+def create_scratch_database(server: db.ConnInfo, prefix: str = "liftlab_test", world_tables: bool = False) -> db.ConnInfo:
+    """A migrated database of its own; ``world_tables``: with the (empty) tables of the demo
+    world, which the migrations no longer create (``liftlab.synth.tables.WORLD_DDL``)."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     db.ensure_database(server, name)
     info = server.with_db(name)
     with db.connect(info) as conn:
         migrations.apply(conn)
+        if world_tables:
+            from liftlab.synth.tables import WORLD_DDL
+
+            conn.execute(WORLD_DDL)
         conn.commit()
     return info
 
@@ -62,7 +69,7 @@ def server() -> db.ConnInfo:
 
 @pytest.fixture(scope="session")
 def scratch_db(server: db.ConnInfo) -> Iterator[db.ConnInfo]:
-    info = create_scratch_database(server)
+    info = create_scratch_database(server, world_tables=True)
     yield info
     drop_database(info)
 
@@ -101,19 +108,60 @@ def dagster_home(tmp_path_factory, server: db.ConnInfo) -> Iterator[Path]:
     drop_database(storage)
 
 
-@pytest.fixture(scope="session")
-def pipeline_run(scratch_db: db.ConnInfo, dagster_home: Path):
-    """The whole asset graph materialized twice on a small world, runs recorded in Postgres.
+@dataclass
+class Built:
+    """The whole asset graph materialized once for the session, on the small test world.
 
-    Returns the two results and table fingerprints after each run (for idempotency checks).
-    """
+    Tests that only read share ``info``; a test that writes gets its own database with
+    :meth:`copy` (``CREATE DATABASE … TEMPLATE`` of a pristine copy made right after the build:
+    seconds, not a rebuild)."""
+
+    info: db.ConnInfo
+    result: object  # liftlab.pipeline.PipelineResult
+    snapshot: dict[str, tuple[int, str]]
+    template: db.ConnInfo
+    home: Path
+
+    def copy(self, prefix: str = "liftlab_copy") -> db.ConnInfo:
+        return copy_database(self.template, prefix)
+
+
+def copy_database(template: db.ConnInfo, prefix: str) -> db.ConnInfo:
+    """A new database with the contents of ``template`` (nobody may be connected to it)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(template.url(dbname="postgres"), autocommit=True) as conn:
+        # one copy at a time: CREATE DATABASE … TEMPLATE refuses a template another copy is reading
+        conn.execute("select pg_advisory_lock(724613502)")
+        try:
+            # sessions left open by the run that built it (e.g. great-expectations' connection pool)
+            conn.execute("select pg_terminate_backend(pid) from pg_stat_activity where datname = %s and pid <> pg_backend_pid()",
+                         (template.dbname,))
+            conn.execute(sql.SQL("create database {} template {}").format(sql.Identifier(name), sql.Identifier(template.dbname)))
+        finally:
+            conn.execute("select pg_advisory_unlock(724613502)")
+    return template.with_db(name)
+
+
+@pytest.fixture(scope="session")
+def built(server: db.ConnInfo, dagster_home: Path) -> Iterator[Built]:
+    """One clean world per session: the pipeline once, runs recorded in Postgres (see :class:`Built`)."""
     import dagster as dg
 
     from tests.pipeline_helpers import run, snapshot
 
+    info = create_scratch_database(server, prefix="liftlab_built")
     with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
-        first = run(scratch_db, instance)
-        first_snapshot = snapshot(scratch_db)
-        second = run(scratch_db, instance)
-        second_snapshot = snapshot(scratch_db)
-    return {"first": first, "second": second, "snap1": first_snapshot, "snap2": second_snapshot, "info": scratch_db}
+        result = run(info, instance)
+    fingerprints = snapshot(info)
+    template = copy_database(info, "liftlab_template")
+    yield Built(info, result, fingerprints, template, dagster_home)
+    drop_database(template)
+    drop_database(info)
+
+
+@pytest.fixture(scope="module")
+def built_copy(built: Built, request) -> Iterator[db.ConnInfo]:
+    """A module's own copy of the built database, for tests that write."""
+    info = built.copy(prefix=f"liftlab_{request.module.__name__.rsplit('.', 1)[-1][:20]}")
+    yield info
+    drop_database(info)

@@ -20,10 +20,11 @@ FAST_UPLIFT_ENV = {"LIFTLAB_UPLIFT_LEARNERS": "t_learner,s_learner", "LIFTLAB_UP
 #: Columns that legitimately change between runs — and only those:
 #: ``run_id`` names the Dagster run that wrote the row (every run has a new id);
 #: ``computed_at``, ``decided_at``, ``checked_at``, ``loaded_at``, ``quarantined_at`` and
-#: ``applied_at`` are ``default now()`` write times; ``fit_seconds`` is the wall-clock time an
-#: uplift learner took to fit (a measurement of the machine, not of the data).
+#: ``applied_at``, ``generated_at`` and ``built_at`` are ``default now()`` write times;
+#: ``fit_seconds`` and ``seconds`` are wall-clock times (a measurement of the machine, not of
+#: the data).
 VOLATILE = {"run_id", "computed_at", "decided_at", "checked_at", "loaded_at", "quarantined_at", "applied_at",
-            "fit_seconds"}
+            "fit_seconds", "generated_at", "built_at", "seconds"}
 
 #: Append-only logs that gain rows on every run by design (one load-log line per load, one
 #: decision per experiment per run): a rerun must add exactly one run's worth of identical
@@ -47,7 +48,9 @@ def catalogue_tables(conn: psycopg.Connection, include_history: bool = False) ->
     return [r[0] for r in rows if include_history or r[0] not in HISTORY_TABLES]
 
 
-def run(info: db.ConnInfo, instance: dg.DagsterInstance | None = None, **world) -> PipelineResult:
+def run(info: db.ConnInfo, instance: dg.DagsterInstance | None = None, studies: bool = True, reports: bool = True,
+        **world) -> PipelineResult:
+    """The pipeline on the test world (``world`` overrides its settings, e.g. faults)."""
     resources = {
         "postgres": PostgresResource(database_url=info.url()),
         "world": SyntheticWorldResource(**{**TEST_WORLD, **world}),
@@ -56,7 +59,8 @@ def run(info: db.ConnInfo, instance: dg.DagsterInstance | None = None, **world) 
     from unittest import mock
 
     with mock.patch.dict(os.environ, FAST_UPLIFT_ENV):
-        return run_pipeline(instance or dg.DagsterInstance.ephemeral(), resources, log=lambda *_: None)
+        return run_pipeline(instance or dg.DagsterInstance.ephemeral(), resources, log=lambda *_: None,
+                            studies=studies, reports=reports)
 
 
 def table_fingerprint(conn: psycopg.Connection, table: str, exclude=VOLATILE) -> tuple[int, str]:

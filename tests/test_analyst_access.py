@@ -56,7 +56,7 @@ def test_writer_can_write_results(conn):
     conn.rollback()
 
 
-def test_example_queries_run_as_reader_on_real_results(pipeline_run):
+def test_example_queries_run_as_reader_on_real_results(built):
     from liftlab import db
     from liftlab.config import REPO_ROOT
 
@@ -64,7 +64,7 @@ def test_example_queries_run_as_reader_on_real_results(pipeline_run):
     statements = [s.strip() for s in text.split(";") if s.strip() and not all(
         line.startswith("--") or not line.strip() for line in s.strip().splitlines())]
     assert len(statements) == 7
-    with db.connect(pipeline_run["info"]) as conn:
+    with db.connect(built.info) as conn:
         as_reader(conn)
         results = [conn.execute(statement).fetchall() for statement in statements]
     assert len(results[0]) == 7  # a decision for every experiment

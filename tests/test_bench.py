@@ -41,7 +41,7 @@ def test_every_step_of_every_job_belongs_to_a_stage():
     harness = _harness()
     defs = definitions_with()
     steps = set()
-    for job in ("build_data", "daily_stats", "causal_studies", "uplift_models", "analyse_experiment", "decide"):
+    for job in ("build_data", "build_units", "daily_stats", "uplift_models", "analyse_experiment", "decide"):
         steps |= {node.name for node in defs.resolve_job_def(job).graph.nodes}  # the step keys of its runs
     unstaged = sorted(s for s in steps if harness.stage_of(s) == "other")
     assert not unstaged, f"steps the benchmark would not attribute to a stage: {unstaged}"
@@ -57,7 +57,7 @@ def test_the_memory_sampler_sees_a_child_allocate():
 
 
 @pytest.fixture(scope="module")
-def world_files(tmp_path_factory, pipeline_run):
+def world_files(tmp_path_factory, built):
     """The pipeline tests' world (tests.pipeline_helpers.TEST_WORLD) written as the harness does."""
     from tests.pipeline_helpers import TEST_WORLD
 
@@ -69,22 +69,28 @@ def world_files(tmp_path_factory, pipeline_run):
     return out
 
 
-def test_polars_and_pandas_baselines_reproduce_the_dbt_marts(world_files, pipeline_run):
+def test_polars_and_pandas_baselines_reproduce_the_unit_tables(world_files, built):
+    """The baselines compute every demo experiment's unit metrics from the events; liftlab's unit
+    tables (dbt's daily rollup + the catalogue's compiled SQL) hold the same sums."""
     harness = _harness()
-    marts = harness.mart_check(pipeline_run["info"])
+    units = harness.mart_check(built.info)
+    assert set(units) == {"aa_check", "ai_assistant_optin", "checkout_redesign", "onboarding_adaptive",
+                          "regional_pricing", "winback_email"}
     for engine in ("polars", "pandas"):
-        result = _run("transform", "--engine", engine, "--world", str(world_files))
-        assert {k: float(v) for k, v in result["check"].items()} == pytest.approx(marts, rel=1e-12), engine
+        result = _run("transform", "--engine", engine, "--world", str(world_files))["check"]
+        for experiment, sums in units.items():
+            assert len(sums) >= 3, (experiment, sums)  # units and at least two metric columns compared
+            assert {k: result[experiment][k] for k in sums} == pytest.approx(sums, rel=1e-12), (engine, experiment)
 
 
-def test_the_ingest_comparison_loads_every_row_both_ways(world_files, pipeline_run):
-    result = _run("ingest", "--world", str(world_files), "--dsn", pipeline_run["info"].url(), "--repeats", "1")
+def test_the_ingest_comparison_loads_every_row_both_ways(world_files, built):
+    result = _run("ingest", "--world", str(world_files), "--dsn", built.info.url(), "--repeats", "1")
     events = pl.read_parquet(world_files / "events" / "*.parquet").height
     assert result["rows"] == events and result["liftlab_s"] > 0 and result["psql_copy_s"] > 0
 
 
-def test_the_sufficient_statistics_comparison_times_equal_results(pipeline_run):
-    result = _run("suffstats", "--rows", "200000", "--dsn", pipeline_run["info"].url())
+def test_the_sufficient_statistics_comparison_times_equal_results(built):
+    result = _run("suffstats", "--rows", "200000", "--dsn", built.info.url())
     for key in ("liftlab_s", "polars_group_by_s", "pandas_s", "postgres_s"):
         assert result[key] > 0, key
     assert result["max_rel_difference_vs_polars"] < 1e-9

@@ -60,9 +60,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def webserver(pipeline_run, dagster_home, tmp_path_factory):
+def webserver(built, dagster_home, tmp_path_factory):
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "DATABASE_URL": pipeline_run["info"].url()}
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "DATABASE_URL": built.info.url()}
     log = tmp_path_factory.mktemp("webserver") / "webserver.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -138,7 +138,7 @@ def test_reports_asset_page_shows_its_plots(browser, webserver):
         browser.save_screenshot(str(SHOTS / "reports_asset.png"))
 
 
-def test_every_html_report_opens_with_its_plots(browser, pipeline_run, reports_dir):
+def test_every_html_report_opens_with_its_plots(browser, built, reports_dir):
     from liftlab.specs import load_specs
 
     for item in load_specs():

@@ -23,8 +23,8 @@ def test_validate_reports_bad_specs(tmp_path, capsys):
     assert "bad.yaml: variants" in capsys.readouterr().err
 
 
-def test_scorecard_report_and_plan_on_real_results(pipeline_run, monkeypatch, capsys, reports_dir):
-    monkeypatch.setenv("DATABASE_URL", pipeline_run["info"].url())
+def test_scorecard_report_and_plan_on_real_results(built, monkeypatch, capsys, reports_dir):
+    monkeypatch.setenv("DATABASE_URL", built.info.url())
     assert main(["scorecard", "hillstrom"]) == 0
     assert "Mens E-Mail" in capsys.readouterr().out
     assert main(["report", "onboarding_adaptive"]) == 0

@@ -1,8 +1,10 @@
-"""`liftlab demo` as a user runs it: a fresh embedded Postgres, or DATABASE_URL's server.
+"""`liftlab demo` and `liftlab run` as a user runs them.
 
-Each run is a subprocess with its own LIFTLAB_HOME and DAGSTER_HOME, so it starts from
-nothing, exactly like a fresh clone: the embedded server is initialised, Dagster's storage is
-created in Postgres, every asset is materialized and the decision table printed.
+`liftlab demo` runs once, as a subprocess with its own LIFTLAB_HOME and DAGSTER_HOME on a tiny
+world, so it starts from nothing exactly like a fresh clone: the embedded server is
+initialised, Dagster's storage is created in Postgres, every asset is materialized and the
+decision table printed. `liftlab run --experiment` then analyses one experiment on
+DATABASE_URL's server (the machine's Postgres), in-process.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ def run_demo(tmp_path: Path, database_url: str | None) -> subprocess.CompletedPr
     env.update(
         LIFTLAB_HOME=str(tmp_path / "home"),
         DAGSTER_HOME=str(tmp_path / "dagster_home"),
-        LIFTLAB_WORLD_USERS="20000",
-        LIFTLAB_CHECKOUT_EXPOSURE_LOSS="0.10",
+        LIFTLAB_WORLD_USERS="3000",
+        LIFTLAB_CHECKOUT_EXPOSURE_LOSS="0.30",
         **FAST_UPLIFT_ENV,
     )
     if database_url:
@@ -71,19 +73,29 @@ def test_demo_on_a_fresh_embedded_postgres(tmp_path, monkeypatch):
         db.stop_embedded()
 
 
-def test_demo_with_database_url(tmp_path, external_server):
+def test_run_one_experiment_with_database_url(tmp_path, external_server, monkeypatch, capsys):
+    """`liftlab run --experiment hillstrom` on DATABASE_URL's server: no demo world is generated
+    (the file experiment needs none), the decision is printed and stored."""
+    from liftlab.cli import main
     from tests.conftest import create_scratch_database
 
-    info = create_scratch_database(external_server, prefix="liftlab_demo")
+    info = create_scratch_database(external_server, prefix="liftlab_run")
+    storage = create_scratch_database(external_server, prefix="dagster_run")
+    monkeypatch.setenv("DATABASE_URL", info.url())
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("DAGSTER_PG_URL", storage.url(driver="psycopg2"))
     try:
-        db.ensure_database(external_server, "dagster")  # shared Dagster storage db on this server
-        result = run_demo(tmp_path, info.url())
-        assert result.returncode == 0, result.stderr[-4000:]
-        found = decision_lines(result.stdout)
-        assert set(found) == set(EXPERIMENTS), result.stdout
-        assert found["checkout_redesign"] == "HALTED"
-        assert "(embedded)" not in result.stdout
+        assert main(["run", "--experiment", "hillstrom"]) == 0
+        out = capsys.readouterr().out
+        assert decision_lines(out) == {"hillstrom": "SHIP"}, out
+        assert "(embedded)" not in out
         with db.connect(info) as conn:
-            assert conn.execute("select count(*) from results.decisions").fetchone()[0] == len(EXPERIMENTS)
+            assert conn.execute("select decision from results.decisions where experiment_id = 'hillstrom'").fetchone() == ("SHIP",)
+            assert conn.execute("select to_regclass('raw.events')").fetchone() == (None,)  # no world was generated
+        with psycopg.connect(storage.url()) as conn:  # the runs are recorded in Dagster's Postgres storage
+            assert conn.execute("select count(*) from runs").fetchone()[0] >= 5
+        assert main(["run", "--experiment", "nope"]) == 1
+        assert "no experiment spec with id 'nope'" in capsys.readouterr().err
     finally:
         drop_database(info)
+        drop_database(storage)

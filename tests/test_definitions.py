@@ -43,10 +43,12 @@ def test_asset_groups_and_keys():
     defs = definitions_with()
     graph = defs.resolve_asset_graph()
     groups = {graph.get(key).group_name for key in graph.get_all_asset_keys() if graph.get(key).is_materializable}
-    assert {"ingest", "transform", "gates", "effects", "decisions"} <= groups
+    assert {"ingest", "transform", "units", "gates", "effects", "causal", "decisions"} <= groups
     keys = {key.to_user_string() for key in graph.get_all_asset_keys()}
-    for expected in ("raw/events", "marts/fct_unit_metrics", "gates/srm", "results/effects", "results/decisions"):
+    for expected in ("raw/events", "marts/fct_user_daily", "units/unit_metrics", "gates/srm", "results/effects",
+                     "results/slice_effects", "causal/estimates", "results/decisions"):
         assert expected in keys
+    assert "marts/fct_unit_metrics" not in keys  # metrics are the catalogue's, compiled to SQL
 
 
 def test_srm_check_is_blocking():

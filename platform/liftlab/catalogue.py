@@ -212,11 +212,16 @@ class Catalogue:
     def problems_of(self, metrics) -> list[str]:
         """The problems of these metrics, of their ratio parts and of their fact tables."""
         out: list[str] = []
-        for name in metrics:
+        todo, seen = list(metrics), set()
+        while todo:
+            name = todo.pop(0)
+            if name in seen:
+                continue
+            seen.add(name)
             out += [self.broken[f"metrics.{name}"]] if f"metrics.{name}" in self.broken else []
             metric = self.metrics.get(name)
             if metric is not None and metric.ratio:
-                out += self.problems_of([p for p in metric.ratio if p != name])
+                todo += list(metric.ratio)
             if metric is not None and metric.fact and f"fact_tables.{metric.fact}" in self.broken:
                 out.append(self.broken[f"fact_tables.{metric.fact}"])
         return list(dict.fromkeys(out))

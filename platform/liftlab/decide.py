@@ -111,7 +111,7 @@ def _decide_causal(spec: ExperimentSpec, causal: Sequence[Mapping], trace: list[
 
 
 #: Which estimate of a (metric, arm) the rules use, in order of preference.
-METHOD_PREFERENCE = ("cuped", "welch_t", "delta_method", "naive_welch_t")
+METHOD_PREFERENCE = ("cuped", "welch_t", "delta_method", "quantile", "naive_welch_t")
 
 
 def preferred_method(methods) -> str | None:

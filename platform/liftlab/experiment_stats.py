@@ -26,7 +26,7 @@ from liftlab.stats.moments import MOMENT_COLUMNS, aggregate_joint, merge_joint
 
 __all__ = [
     "metric_plan", "engine_options", "unit_columns", "winsorize_caps", "winsorize_units", "daily_statistics", "merge_days",
-    "experiment_effects", "power_table", "slice_effects", "look_plan", "daily_look_statistics", "windowed_look_statistics",
+    "experiment_effects", "quantile_effects", "power_table", "slice_effects", "look_plan", "daily_look_statistics", "windowed_look_statistics",
     "look_effects", "EFFECT_COLUMNS", "LOOK_COLUMNS",
 ]
 
@@ -143,16 +143,66 @@ def engine_options(spec: ExperimentSpec, metrics: list[str] | None = None) -> di
     }
 
 
-def experiment_effects(daily: pl.DataFrame, spec: ExperimentSpec, window_incomplete: dict[str, int] | None = None) -> pl.DataFrame:
+def quantile_effects(rows: dict[str, pl.DataFrame], spec: ExperimentSpec) -> pl.DataFrame:
+    """Effect rows (method ``quantile``) of event-level quantile metrics: per metric, the pooled
+    rows of each arm (``unit_id``, ``variant``, ``value``) give the arm's quantile with a
+    cluster-robust CI (:mod:`liftlab.stats.quantile`, Woodruff's interval with the delta-method
+    variance of the CDF, Deng et al. 2018), each arm against the baseline with the normal
+    reference; the confidence sequence and the Bayesian summary come from the same estimate and
+    variance, as for every other method. Unit counts are the arms' units with at least one row."""
+    import numpy as np
+
+    from liftlab.stats.bayes import bayes_summary
+    from liftlab.stats.engine import ENGINE_COLUMNS
+    from liftlab.stats.quantile import quantile_effect, quantile_stats
+    from liftlab.stats.sequential import confidence_sequence
+
+    out = []
+    for metric, frame in rows.items():
+        q = spec.catalogue.metric(metric).q
+        arms = {v: quantile_stats(g["value"].to_numpy(), g["unit_id"].to_numpy(), q, spec.alpha)
+                for (v,), g in frame.group_by("variant")}
+        base = arms.get(spec.baseline)
+        for arm in [v.name for v in spec.variants if v.name != spec.baseline]:
+            if base is None or arm not in arms:
+                continue
+            e = quantile_effect(base, arms[arm], spec.alpha)
+            ntot = np.array([base.n_units + arms[arm].n_units], dtype=float)
+            cs = confidence_sequence(np.array([e.abs_effect]), np.array([e.abs_se ** 2]), ntot, spec.alpha, spec.sequential_tuning)
+            rcs = confidence_sequence(np.array([e.rel_effect]), np.array([e.rel_se ** 2]), ntot, spec.alpha, spec.sequential_tuning)
+            good = np.array([1.0 if spec.direction(metric) == "higher_is_better" else -1.0])
+            bayes = bayes_summary(np.array([e.rel_effect]), np.array([e.rel_se ** 2]), good, spec.prior_sd)
+            out.append({
+                "metric": metric, "variant": arm, "baseline": spec.baseline, "method": "quantile",
+                "n_baseline": base.n_units, "n_variant": arms[arm].n_units, "mean_baseline": e.control_quantile,
+                "mean_variant": e.treatment_quantile, "abs_effect": e.abs_effect, "abs_se": e.abs_se,
+                "abs_ci_low": e.abs_ci_low, "abs_ci_high": e.abs_ci_high, "rel_effect": e.rel_effect, "rel_se": e.rel_se,
+                "rel_ci_low": e.rel_ci_low, "rel_ci_high": e.rel_ci_high, "t_stat": e.z_stat, "df": math.nan,
+                "p_value": e.p_value, "cs_low": float(cs[0][0]), "cs_high": float(cs[1][0]),
+                "rel_cs_low": float(rcs[0][0]), "rel_cs_high": float(rcs[1][0]),
+                "chance_to_win": float(bayes["chance_to_win"][0]), "expected_loss": float(bayes["expected_loss"][0]),
+                "expected_loss_baseline": float(bayes["expected_loss_baseline"][0]),
+                "theta": math.nan, "variance_reduction": math.nan, "rho2": math.nan,
+            })
+    return pl.DataFrame(out, schema=ENGINE_COLUMNS)
+
+
+def experiment_effects(daily: pl.DataFrame, spec: ExperimentSpec, window_incomplete: dict[str, int] | None = None,
+                       quantile_rows: dict[str, pl.DataFrame] | None = None) -> pl.DataFrame:
     """Effect rows (one per metric × variant × method) with adjusted p values and CIs.
 
     ``window_incomplete``: unit-level metric → units of the experiment left out because their
-    window was not complete at the cut-off (a ratio counts its parts' largest)."""
+    window was not complete at the cut-off (a ratio counts its parts' largest).
+    ``quantile_rows``: quantile metric → its pooled rows (:func:`quantile_effects`); the quantile
+    rows join the same multiple-testing families as the other metrics."""
     from liftlab.stats.engine import adjust, analyze
 
     options = engine_options(spec)
-    table = analyze(merge_days(daily), keys=[], **options)
+    table = analyze(merge_days(daily), keys=[], **options) if options["kinds"] else pl.DataFrame()
+    if quantile_rows:
+        table = pl.concat([t for t in (table, quantile_effects(quantile_rows, spec)) if t.height], how="vertical_relaxed")
     table = adjust(table, spec.metric_roles(), alpha=spec.alpha)
+    options["kinds"] |= {m: "quantile" for m in (quantile_rows or {})}
     left_out = {}
     if window_incomplete is not None:
         for metric, (y, _, d) in metric_plan(spec).items():

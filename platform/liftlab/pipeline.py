@@ -117,16 +117,18 @@ def run_pipeline(
     log=print,
     quiet: bool = True,
     studies: bool = True,
+    reports: bool = True,
 ) -> PipelineResult:
     """Run the jobs in order (module docstring). ``experiments`` narrows every step to those
     experiments (their units, their days' statistics, their uplift models, their analyses);
-    ``studies=False`` leaves the uplift models as they are."""
+    ``studies=False`` leaves the uplift models as they are, ``reports=False`` the reports."""
     defs = definitions_with(resources)
     postgres = defs.resources["postgres"]
     run_ids: dict[str, str] = {}
 
     log("• build_data: specs; the demo world and dbt where a spec uses it …")
-    built = _execute(defs.resolve_job_def("build_data"), instance, quiet)
+    world_config = {"ops": {"synthetic_world": {"config": {"experiments": experiments}}}} if experiments else {}
+    built = _execute(defs.resolve_job_def("build_data"), instance, quiet, run_config=world_config)
     run_ids["build_data"] = built.run_id
     if not built.success:
         raise PipelineError(f"build_data failed — {_failure_message(built)}")
@@ -189,7 +191,8 @@ def run_pipeline(
             log(f"• HALTED {experiment_id}: gate {row['check']} failed — {row['reason']}")
 
     log("• decide …")
-    decided = _execute(defs.resolve_job_def("decide"), instance, quiet)
+    selection = None if reports else [dg.AssetKey(["results", "decisions"])]
+    decided = _execute(defs.resolve_job_def("decide"), instance, quiet, asset_selection=selection)
     run_ids["decide"] = decided.run_id
     if not decided.success:
         raise PipelineError(f"decide failed — {_failure_message(decided)}")

@@ -595,8 +595,8 @@ class ExperimentSpec(_Strict):
         if metric in self.cuped_covariates:
             return self.cuped_covariates[metric]
         ratio = self.ratio(metric)
-        if ratio is not None:
-            return self.pre_period_column(ratio[0])
+        if ratio is not None:  # (a ratio of ratios is a broken catalogue entry: no covariate)
+            return None if self.ratio(ratio[0]) is not None else self.pre_period_column(ratio[0])
         if self.uses_catalogue and self.pre_period_days > 0:
             definition = self.catalogue.metrics.get(metric)
             return f"pre_{metric}" if definition is not None and definition.unit_level else None

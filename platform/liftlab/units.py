@@ -40,6 +40,13 @@ def _keys(table: UnitTable) -> sql.Composable:
     return sql.SQL("{}::text as unit_id, {}::text as variant").format(sql.Identifier(table.unit), sql.Identifier(table.variant))
 
 
+def unit_table_exists(conn: psycopg.Connection, spec: ExperimentSpec) -> bool:
+    """The experiment's unit table is there to read (its source was brought in at least once)."""
+    table = unit_table(spec)
+    with reading(conn, table) as src:
+        return src.execute("select to_regclass(%s) is not null", (table.relation,)).fetchone()[0]
+
+
 def exposure_counts(conn: psycopg.Connection, spec: ExperimentSpec) -> dict[str, int]:
     """Units per variant (each unit in the variant of its first exposure) — the SRM gate's input."""
     table = unit_table(spec)
@@ -210,3 +217,22 @@ def daily_activity(conn: psycopg.Connection, spec: ExperimentSpec, outcomes: Seq
     for frame in frames[1:]:
         out = out.join(frame, on=["unit_id", "day"], how="full", coalesce=True)
     return out.with_columns(pl.col(o).fill_null(0.0) for o in outcomes).sort("unit_id", "day")
+
+
+def quantile_rows(conn: psycopg.Connection, spec: ExperimentSpec) -> dict[str, pl.DataFrame]:
+    """quantile metric → its rows (``unit_id``, ``variant``, ``value``) inside each unit's window,
+    read from the source's fact table with the catalogue's compiled SQL."""
+    from liftlab.sources.base import connection_info, read_only
+    from liftlab.sources.warehouse import check_source, connection_of, experiment_sql
+
+    metrics = spec.quantile_metrics()
+    if not metrics:
+        return {}
+    out = {}
+    with read_only(connection_info(connection_of(spec), conn)) as src:
+        q = experiment_sql(spec, check_source(src, spec, spec.id))
+        for metric in metrics:
+            compiled = q.quantile_rows(metric)
+            out[metric] = copy_out(src, compiled.statement, compiled.params,
+                                   {"unit_id": pl.Utf8, "variant": pl.Utf8, "value": pl.Float64})
+    return out

@@ -20,15 +20,6 @@ def uplift_features(spec: ExperimentSpec) -> tuple[str, ...]:
     return check_pre_treatment(spec, spec.uplift.features)
 
 
-def unit_table_exists(conn: psycopg.Connection, spec: ExperimentSpec) -> bool:
-    """The experiment's unit table is there to read (its source was brought in at least once)."""
-    from liftlab.sources import reading, unit_table
-
-    table = unit_table(spec)
-    with reading(conn, table) as src:
-        return src.execute("select to_regclass(%s) is not null", (table.relation,)).fetchone()[0]
-
-
 def load_units(conn: psycopg.Connection, spec: ExperimentSpec) -> pl.DataFrame:
     """``unit_id``, ``variant``, the features (with their own types: text stays text), the
     outcomes (float) and, where ground truth exists (the demo world), ``true_cate__<outcome>``

@@ -1,9 +1,10 @@
-"""The causal assets on a real Postgres, materialized in-process on the demo seed (20k users).
+"""The causal estimates of the built world (tests.conftest.built: the demo seed, 20k users).
 
 The "done when" criteria of the causal issue are checked on ``results.causal_effects``:
 AIPW and IPW cover the truth and remove ≥ 80 % of the naive bias; matching balances every
 covariate (|SMD| < 0.1); the imputation estimator covers the true ATT where TWFE is visibly
-biased; synthetic control's placebo test ranks the treated region first.
+biased; synthetic control's placebo test ranks the treated region first. The inputs read through
+the source layer equal the world's own mirror (``liftlab.synth.causal_frames``).
 """
 
 from __future__ import annotations
@@ -16,53 +17,31 @@ import polars as pl
 import pytest
 
 from liftlab import config, db
-from liftlab.causal_inputs import optin_units_from_db, optin_units_from_world, regional_panel_from_db, regional_panel_from_world
-from liftlab.defs.causal import optin_observational, regional_staggered_did, regional_synthetic_control
-from liftlab.defs.ingest import experiment_specs
-from liftlab.defs.resources import PostgresResource
-from liftlab.ingest.world import load_world
-from liftlab.studies.coverage import run_dbt_build
+from liftlab.causal_inputs import observational_units, rollout_panel
+from liftlab.specs import load_specs
 from liftlab.synth import WorldConfig, generate_world
+from liftlab.synth.causal_frames import optin_units_from_world, regional_panel_from_world
+from tests.pipeline_helpers import TEST_WORLD
 
-N_USERS = 20_000
-CAUSAL_ASSETS = [optin_observational, regional_staggered_did, regional_synthetic_control]
+SPECS = {item.spec.id: item.spec for item in load_specs()}
+METRIC = "revenue_per_unit_day"
 
 
 @pytest.fixture(scope="module")
 def world():
-    return generate_world(WorldConfig(n_users=N_USERS))  # default (demo) seed
+    return generate_world(WorldConfig(n_users=TEST_WORLD["n_users"], seed=TEST_WORLD["seed"]))
 
 
-@pytest.fixture(scope="module")
-def built(world, server, tmp_path_factory, monkeypatch_module):
-    from tests.conftest import create_scratch_database, drop_database
-
-    info = create_scratch_database(server, prefix="liftlab_causal")
-    monkeypatch_module.setenv("LIFTLAB_REPORTS_DIR", str(tmp_path_factory.mktemp("reports")))
-    resources = {"postgres": PostgresResource(database_url=info.url())}
-    try:
-        assert dg.materialize([experiment_specs], resources=resources).success
-        with db.connect(info) as conn:
-            load_world(conn, world)
-            conn.commit()
-        run_dbt_build(info)
-        result = dg.materialize(CAUSAL_ASSETS, resources=resources)
-        assert result.success
-        yield info, result
-    finally:
-        drop_database(info)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
+def _materialization(built, experiment_id):
+    with dg.DagsterInstance.from_config(str(built.home)) as instance:
+        records = instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["causal", "estimates"]), asset_partitions=[experiment_id]), limit=1)
+    return records.records[0].asset_materialization.metadata
 
 
 @pytest.fixture(scope="module")
 def effects(built) -> pl.DataFrame:
-    info, _ = built
-    with db.connect(info) as conn:
+    with db.connect(built.info) as conn:
         return db.read_frame(conn, "select * from results.causal_effects")
 
 
@@ -91,15 +70,12 @@ def test_matching_balances_every_covariate(effects, built):
     assert diag["max_abs_smd_before"] > 0.5
     assert diag["max_abs_smd_after"] < 0.1
     assert diag["caliper_sd_logit"] == 0.1
-    _, result = built
-    mats = {m.asset_key.to_user_string(): m for m in result.get_asset_materialization_events()}
-    meta = mats["causal/optin_observational"].materialization.metadata
-    assert meta["max_abs_smd_after_matching"].value < 0.1
+    assert _materialization(built, "ai_assistant_optin")["max_abs_smd_after_matching"].value < 0.1
 
 
 def test_imputation_covers_truth_where_twfe_is_biased(effects):
-    imp = row(effects, "regional_pricing", "imputation_did", "ATT", "revenue_per_user_day")
-    tw = row(effects, "regional_pricing", "twfe", "ATT", "revenue_per_user_day")
+    imp = row(effects, "regional_pricing", "imputation_did", "ATT", METRIC)
+    tw = row(effects, "regional_pricing", "twfe", "ATT", METRIC)
     truth = imp["true_effect"]
     assert imp["ci_low"] <= truth <= imp["ci_high"], imp
     assert tw["estimate"] < 0.8 * truth and not (tw["ci_low"] <= truth <= tw["ci_high"]), tw
@@ -108,7 +84,7 @@ def test_imputation_covers_truth_where_twfe_is_biased(effects):
 
 
 def test_synthetic_control_ranks_treated_region_first(effects):
-    r = row(effects, "regional_pricing", "synthetic_control", "ATT", "revenue_per_user_day")
+    r = row(effects, "regional_pricing", "synthetic_control", "ATT", METRIC)
     diag = json.loads(r["diagnostics"])
     assert diag["treated_unit"] == "DE" and diag["placebo_rank"] == 1
     assert diag["placebo_p_value"] == pytest.approx(1 / diag["placebo_units"])
@@ -121,38 +97,46 @@ def test_synthetic_control_ranks_treated_region_first(effects):
 
 
 def test_plots_written_and_attached(built):
-    _, result = built
     folder = config.reports_dir() / "causal"
-    for name in ("optin_overlap", "optin_balance", "optin_estimates", "regional_event_study",
-                 "regional_synthetic_control"):
-        assert (folder / f"{name}.png").stat().st_size > 1000
-    metas = [m.materialization.metadata for m in result.get_asset_materialization_events()]
-    assert sum(k.startswith("plot/") for m in metas for k in m) == 5
+    expected = {"ai_assistant_optin": ("overlap", "balance", "estimates"),
+                "regional_pricing": ("event_study", "synthetic_control")}
+    for experiment, names in expected.items():
+        for name in names:
+            assert (folder / f"{experiment}__{name}.png").stat().st_size > 1000
+        meta = _materialization(built, experiment)
+        assert {k for k in meta if k.startswith("plot/")} == {f"plot/{n}" for n in names}
 
 
-def test_db_inputs_equal_the_world_mirror(built, world):
-    info, _ = built
-    with db.connect(info) as conn:
-        from_db = optin_units_from_db(conn).sort_values("user_id").reset_index(drop=True)
-        panel_db = regional_panel_from_db(conn)
-    mirror = optin_units_from_world(world).sort_values("user_id").reset_index(drop=True)
-    assert len(from_db) == len(mirror)
-    for c in mirror.columns:
-        if c in ("variant", "plan", "company_size", "region", "device"):
+def test_inputs_read_through_the_source_layer_equal_the_world_mirror(built, world):
+    with db.connect(built.info) as conn:
+        from_db = observational_units(conn, SPECS["ai_assistant_optin"]).sort_values("unit_id").reset_index(drop=True)
+        panel_db = rollout_panel(conn, SPECS["regional_pricing"])
+    mirror = optin_units_from_world(world).sort_values("unit_id").reset_index(drop=True)
+    assert len(from_db) == len(mirror) and list(from_db["unit_id"]) == list(mirror["unit_id"])
+    for c in from_db.columns:
+        if c in ("unit_id", "variant", "plan", "company_size", "region", "device"):
             assert (from_db[c].astype(str).to_numpy() == mirror[c].astype(str).to_numpy()).all(), c
         else:
             np.testing.assert_allclose(from_db[c].to_numpy(float), mirror[c].to_numpy(float), rtol=1e-9, err_msg=c)
     panel_w = regional_panel_from_world(world)
     np.testing.assert_allclose(panel_db["y"], panel_w["y"], rtol=1e-9)
     np.testing.assert_allclose(panel_db["first_treat"], panel_w["first_treat"])
+    np.testing.assert_allclose(panel_db["true_effect"], panel_w["true_effect"])
 
 
-def test_rerun_replaces_slices(built):
-    info, _ = built
-    resources = {"postgres": PostgresResource(database_url=info.url())}
-    with db.connect(info) as conn:
-        before = conn.execute("select analysis, count(*) from results.causal_effects group by 1 order by 1").fetchall()
-    assert dg.materialize([regional_staggered_did, regional_synthetic_control], resources=resources).success
-    with db.connect(info) as conn:
-        after = conn.execute("select analysis, count(*) from results.causal_effects group by 1 order by 1").fetchall()
-    assert before == after and len(after) == 3
+def test_rerun_replaces_the_experiments_slice(built_copy):
+    from liftlab.defs.causal import causal_estimates
+    from liftlab.defs.resources import PostgresResource
+
+    def counts():
+        with db.connect(built_copy) as conn:
+            return conn.execute("select study, analysis, count(*) from results.causal_effects group by 1, 2 order by 1, 2").fetchall()
+
+    before = counts()
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("experiment", ["regional_pricing"])
+    result = dg.materialize([causal_estimates], resources={"postgres": PostgresResource(database_url=built_copy.url())},
+                            partition_key="regional_pricing", instance=instance,
+                            selection=[dg.AssetKey(["causal", "estimates"])])
+    assert result.success
+    assert counts() == before and {r[0] for r in before} == {"ai_assistant_optin", "regional_pricing"}

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import FrozenInstanceError
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -13,13 +11,8 @@ import pytest
 from scipy import stats
 
 from liftlab.gates.srm import SrmResult, srm_test
+from tests.stats.conftest import HILLSTROM_CSV
 
-HILLSTROM_CSV = Path(
-    os.environ.get(
-        "LIFTLAB_HILLSTROM_CSV",
-        Path(__file__).resolve().parents[2].parent / "shared" / "data" / "hillstrom.csv",
-    )
-)
 
 
 @pytest.mark.parametrize(
@@ -135,8 +128,6 @@ def test_result_is_frozen():
 
 
 def test_hillstrom_three_arms_pass():
-    if not HILLSTROM_CSV.exists():
-        pytest.skip(f"Hillstrom data not found at {HILLSTROM_CSV}")
     counts = dict(pl.read_csv(HILLSTROM_CSV, columns=["segment"])["segment"].value_counts().iter_rows())
     res = srm_test(counts, {"No E-Mail": 1 / 3, "Mens E-Mail": 1 / 3, "Womens E-Mail": 1 / 3})
     assert res.status == "PASS"

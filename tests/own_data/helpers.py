@@ -32,6 +32,7 @@ metrics:
   purchased_7d: {fact: orders, aggregate: any, where: {status: paid}, window_days: 7}
   aov_7d:       {ratio: [revenue_7d, orders_7d]}
   refunds:      {fact: orders, aggregate: count, where: {status: [refunded, chargeback]}, direction: lower_is_better}
+  p90_amount_7d: {fact: orders, aggregate: quantile, column: amount, q: 0.9, where: {status: paid}, window_days: 7}
 """
 
 SPEC = f"""
@@ -43,7 +44,7 @@ start_date: {START}
 end_date: {END}
 pre_period_days: {PRE_DAYS}
 primary_metric: orders_7d
-secondary_metrics: [revenue_7d, purchased_7d, aov_7d]
+secondary_metrics: [revenue_7d, purchased_7d, aov_7d, p90_amount_7d]
 guardrails: [{{metric: refunds, tolerance: 0.5}}]
 covariates: [pre_orders_7d, signup_days]
 dimensions: [country, plan]
@@ -179,13 +180,15 @@ def reference(data: TeamData) -> dict:
     u_ids, u_var, u_first = u_ids[inside], u_var[inside], u_first[inside]
     clean = np.array([n_var[u] == 1 for u in u_ids])
     day = np.timedelta64(86_400_000_000, "us")
-    out = {"units": {}, "excluded": int((~clean).sum())}
+    out = {"units": {}, "excluded": int((~clean).sum()), "p90_rows": {}}
     paid = data.o_status == "paid"
     for u, v, f, ok in zip(u_ids, u_var, u_first, clean, strict=True):
         mine = data.o_user == u
         win = mine & paid & (data.o_ts >= f) & (data.o_ts < f + WINDOW * day)
         pre = mine & paid & (data.o_ts >= f - PRE_DAYS * day) & (data.o_ts < f)
         refunds = mine & np.isin(data.o_status, ["refunded", "chargeback"]) & (data.o_ts >= f) & (data.o_ts < _us(END + dt.timedelta(days=1)))
+        if ok:
+            out["p90_rows"][str(u)] = (str(v), data.o_amount[win].tolist())
         out["units"][str(u)] = {
             "variant": str(v), "analysed": bool(ok), "orders_7d": float(win.sum()),
             "revenue_7d": float(np.sum(data.o_amount[win])), "purchased_7d": float(win.any()),

@@ -112,5 +112,24 @@ def test_the_last_daily_look_equals_the_final_effects(team):
             "from results.daily_looks l join results.effects e using (experiment_id, metric, variant, method) "
             "where l.experiment_id = %s and l.look_date = %s", (KEY, last)).fetchall()
     assert END < last <= END + dt.timedelta(days=7) and n_looks == (last - START).days + 1
-    assert {r[0] for r in rows} == {"orders_7d", "revenue_7d", "purchased_7d", "aov_7d", "refunds"}
+    assert {r[0] for r in rows} == {"orders_7d", "revenue_7d", "purchased_7d", "aov_7d", "refunds"}  # not the quantile
     assert all(r[3] and r[4] for r in rows), rows
+
+
+def test_a_quantile_metric_pools_the_rows_of_each_arm(team):
+    """p90 of paid order amounts in the 7-day windows: the rows the SQL selects are the numpy
+    reference's rows (same quantile, same clustered CI), and the effect row is the difference."""
+    from liftlab.stats.quantile import quantile_effect, quantile_stats
+
+    rows = team["ref"]["p90_rows"]
+    arms = {}
+    for arm in ("control", "treatment"):
+        units = [(u, x) for u, (v, xs) in rows.items() if v == arm for x in xs]
+        arms[arm] = quantile_stats(np.array([x for _, x in units]), np.array([u for u, _ in units]), 0.9)
+    expected = quantile_effect(arms["control"], arms["treatment"])
+    with db.connect(team["db"]) as conn:
+        row = conn.execute("select mean_baseline, mean_variant, abs_effect, abs_se, p_value, metric_kind, n_variant "
+                           "from results.effects where experiment_id = %s and metric = 'p90_amount_7d'", (KEY,)).fetchone()
+    assert row[:5] == pytest.approx((expected.control_quantile, expected.treatment_quantile, expected.abs_effect,
+                                     expected.abs_se, expected.p_value), rel=1e-12)
+    assert row[5] == "quantile" and row[6] == arms["treatment"].n_units

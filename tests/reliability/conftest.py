@@ -1,9 +1,10 @@
-"""The third materialization of every asset, shared by the idempotency and secrets tests.
+"""The second materialization of every asset, shared by the idempotency and secrets tests.
 
-The session fixture ``pipeline_run`` (tests/conftest.py) materializes the whole graph twice.
+The session fixture ``built`` (tests/conftest.py) materializes the whole graph once.
 ``asset_by_asset`` then materializes every asset of the real definitions once more, *alone*
-(one run per asset, with its checks, in dependency order), with ``DATABASE_URL`` carrying a
-password, and records per asset which tables it wrote and their fingerprints afterwards.
+(one run per asset, with its checks, in dependency order), on a copy of that database, with
+``DATABASE_URL`` carrying a password and the demo world forced to regenerate, and records per
+asset which tables it wrote and their fingerprints afterwards.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from liftlab import db
 from tests.pipeline_helpers import FAST_UPLIFT_ENV, TEST_WORLD, catalogue_tables, table_fingerprint
 from tests.reliability.helpers import with_secret
 
-#: Experiment partitions materialized asset by asset (one event-stream and one user-file
-#: experiment; the second full run in ``pipeline_run`` covers all seven). Day partitions run as
-#: one run over the whole range. The halted checkout_redesign is left
-#: out: materialized alone, its effects would bypass the blocking gate (see docs/reliability.md).
-PARTITIONS = ("aa_check", "hillstrom")
+#: Experiment partitions materialized asset by asset (a randomized demo experiment, the user file
+#: and the observational launch, whose causal estimates are rewritten). Day partitions run as one
+#: run over the whole range. The halted checkout_redesign is left out: materialized alone, its
+#: effects would bypass the blocking gate (see docs/reliability.md).
+PARTITIONS = ("aa_check", "hillstrom", "ai_assistant_optin")
 #: Assets in no job, materialized on demand (their first materialization happens here).
 ON_DEMAND = {("results", "calibration")}
 #: ... and the table they write.
@@ -68,7 +69,7 @@ def fresh_db(server, request):
     """A migrated scratch database of its own for one test, dropped afterwards."""
     from tests.conftest import create_scratch_database, drop_database
 
-    info = create_scratch_database(server, prefix=f"liftlab_{request.module.__name__.rsplit('_', 1)[-1]}")
+    info = create_scratch_database(server, prefix=f"liftlab_{request.module.__name__.rsplit('_', 1)[-1]}", world_tables=True)
     yield info
     drop_database(info)
 
@@ -83,8 +84,12 @@ def experiments_dir(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="session")
-def asset_by_asset(pipeline_run):
-    return materialize_asset_by_asset(pipeline_run["info"])
+def asset_by_asset(built):
+    from tests.conftest import drop_database
+
+    copy = built.copy(prefix="liftlab_idempotency")
+    yield materialize_asset_by_asset(copy)
+    drop_database(copy)
 
 
 def materialize_asset_by_asset(info: db.ConnInfo) -> dict:
@@ -98,7 +103,8 @@ def materialize_asset_by_asset(info: db.ConnInfo) -> dict:
         for key, value in {**FAST_UPLIFT_ENV, "DATABASE_URL": secret_url, "LIFTLAB_CALIBRATION_SIMS": "100",
                            "LIFTLAB_CALIBRATION_USERS": "2000"}.items():
             mp.setenv(key, value)
-        defs = definitions_with({"postgres": PostgresResource(), "world": SyntheticWorldResource(**TEST_WORLD)})
+        defs = definitions_with({"postgres": PostgresResource(),
+                                 "world": SyntheticWorldResource(**TEST_WORLD, regenerate=True)})
         graph = defs.resolve_asset_graph()
         order = {key: i for i, key in enumerate(graph.toposorted_asset_keys)}
         nodes = sorted((n for n in graph.assets_defs if n.is_executable and n.keys), key=lambda n: max(order[k] for k in n.keys))

@@ -197,6 +197,29 @@ def materialize(info: db.ConnInfo, keys: list[list[str]], partition_key: str | N
                                   raise_on_error=False)
 
 
+class _Results:
+    """The outcome of several materializations: success if every one succeeded."""
+
+    def __init__(self, results) -> None:
+        self.results = list(results)
+        self.success = all(r.success for r in self.results)
+
+
+def load_files(info: db.ConnInfo, checks: bool = True, instance=None):
+    """The registry, then every file experiment's units (``raw.src_<id>``) — what a build and the
+    units job do for the specs in ``LIFTLAB_EXPERIMENTS_DIR``."""
+    import dagster as dg
+
+    from liftlab.specs import load_specs
+
+    instance = instance or dg.DagsterInstance.ephemeral()
+    results = [materialize(info, [["raw", "experiment_specs"]], checks=checks, instance=instance)]
+    for item in load_specs():
+        if item.spec.source.kind == "file":
+            results.append(materialize(info, [["units", "unit_metrics"]], item.spec.id, instance=instance, checks=checks))
+    return _Results(results)
+
+
 #: A child process that materializes assets of the real definitions (same call as ``materialize``).
 CHILD_MATERIALIZE = """
     import json, os, sys

@@ -17,7 +17,7 @@ import json
 import pytest
 
 from liftlab import db
-from tests.reliability.helpers import CHILD_MATERIALIZE, activity, fingerprints, materialize, spawn, wait_for, write_file_experiment
+from tests.reliability.helpers import load_files, CHILD_MATERIALIZE, activity, fingerprints, materialize, spawn, wait_for, write_file_experiment
 
 ANALYSE = [["gates", "srm"], ["gates", "contamination"], ["gates", "data_integrity"], ["gates", "balance"],
            ["gates", "aa_calibration"], ["results", "sufficient_stats"], ["results", "effects"], ["results", "power"]]
@@ -26,7 +26,7 @@ ANALYSE = [["gates", "srm"], ["gates", "contamination"], ["gates", "data_integri
 def test_two_runs_of_one_partition_serialize_and_equal_one_run(fresh_db, tmp_path, experiments_dir):
     folder = experiments_dir
     write_file_experiment(folder, n_units=1000)
-    assert materialize(fresh_db, [["raw", "experiment_specs"], ["raw", "user_files"]], checks=False).success
+    assert load_files(fresh_db, checks=False).success
     assert materialize(fresh_db, ANALYSE, "rel_file").success
     single = fingerprints(fresh_db, exact=False)
     assert single["results.sufficient_stats"][0] > 0 and single["results.effects"][0] > 0

@@ -29,6 +29,7 @@ import pytest
 from liftlab import db
 from liftlab.synth import generate_world
 from tests.reliability.helpers import (
+    load_files,
     CHILD_MATERIALIZE,
     activity,
     fingerprints,
@@ -91,10 +92,10 @@ def test_sigkill_during_the_ingest_copy_leaves_the_previous_world(fresh_db, tmp_
 def test_sigkill_between_two_result_tables_leaves_the_previous_results(fresh_db, tmp_path, experiments_dir):
     folder = experiments_dir
     write_file_experiment(folder, seed=1)
-    assert materialize(fresh_db, [["raw", "experiment_specs"], ["raw", "user_files"]]).success
+    assert load_files(fresh_db).success
     assert materialize(fresh_db, [["results", "sufficient_stats"]], "rel_file").success
     write_file_experiment(folder, seed=2, shift=0.5)  # new data: the next write would change the results
-    assert materialize(fresh_db, [["raw", "experiment_specs"], ["raw", "user_files"]]).success
+    assert load_files(fresh_db).success
     before = fingerprints(fresh_db)
     assert before["results.daily_stats"][0] == 2 and before["results.sufficient_stats"][0] == 2
 

@@ -339,7 +339,10 @@ def test_event_timestamps_keep_their_instant_whatever_the_zones(fuzz_db, instant
     with db.connect(fuzz_db, autocommit=True) as admin:  # the server's default TimeZone for this database
         admin.execute(sql.SQL("alter database {} set timezone = {}").format(
             sql.Identifier(fuzz_db.dbname), sql.Literal(server_zone)))
+    from liftlab.synth.tables import WORLD_DDL
+
     with db.connect(fuzz_db) as conn:
+        conn.execute(WORLD_DDL)  # the world's tables exist where the demo is loaded
         load_batch(conn, source="fuzz:events", table="raw.events", frame=frame, rules=EVENT_RULES, run_id="fuzz")
         conn.commit()
         got = conn.execute("select event_ts, (event_ts at time zone 'UTC')::date from raw.events order by event_id").fetchall()

@@ -17,13 +17,13 @@ from psycopg import errors, sql
 
 from liftlab import db
 from tests.conftest import create_scratch_database, drop_database
-from tests.reliability.helpers import materialize, write_file_experiment
+from tests.reliability.helpers import load_files, materialize, write_file_experiment
 
 
 @pytest.fixture(scope="module")
 def roles_db(server):
     """A scratch database (migrated by the admin) and two login users, dropped afterwards."""
-    info = create_scratch_database(server, prefix="liftlab_roles")
+    info = create_scratch_database(server, prefix="liftlab_roles", world_tables=True)
     suffix = uuid.uuid4().hex[:8]
     writer, reader = f"rel_pipeline_{suffix}", f"rel_analyst_{suffix}"
     with db.connect(info, autocommit=True) as admin:
@@ -112,12 +112,12 @@ def test_the_pipeline_runs_as_the_writer_and_analysts_read_what_it_wrote(roles_d
     folder = experiments_dir
     write_file_experiment(folder, n_units=1000)
     writer = roles_db["writer"]
-    assert materialize(writer, [["raw", "experiment_specs"], ["raw", "user_files"]], checks=False).success
+    assert load_files(writer, checks=False).success
     analysis = [["gates", "srm"], ["gates", "contamination"], ["gates", "data_integrity"], ["gates", "balance"],
                 ["gates", "aa_calibration"], ["results", "sufficient_stats"], ["results", "effects"], ["results", "power"]]
     assert materialize(writer, analysis, "rel_file").success
     assert materialize(writer, [["results", "decisions"], ["reports", "experiment_reports"]]).success
-    assert materialize(writer, [["raw", "experiment_specs"], ["raw", "user_files"]], checks=False).success  # rerun: drops its own table
+    assert load_files(writer, checks=False).success  # rerun: drops its own table
     with db.connect(writer) as conn:  # like dbt: the pipeline recreates a marts table
         conn.execute("create table marts.fct_rebuilt as select 1 as a")
         conn.commit()

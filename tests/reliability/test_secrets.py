@@ -66,8 +66,8 @@ def _cli(*args: str, url: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run([str(liftlab), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
-def test_cli_output_never_shows_the_password(pipeline_run, tmp_path):
-    url = with_secret(pipeline_run["info"]).url()
+def test_cli_output_never_shows_the_password(built, tmp_path):
+    url = with_secret(built.info).url()
     assert SECRET in url
     outputs = []
     for args in (["db", "url"], ["db", "start"], ["migrate"], ["decisions"], ["scorecard", "aa_check"]):

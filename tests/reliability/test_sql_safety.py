@@ -12,13 +12,14 @@ import hashlib
 from pathlib import Path
 
 import polars as pl
+import psycopg
 import pytest
 import yaml
 
 from liftlab import db
 from liftlab.config import REPO_ROOT
 from liftlab.specs import IDENTIFIER, SpecError, parse_spec
-from tests.reliability.helpers import materialize
+from tests.reliability.helpers import load_files, materialize
 
 HOSTILE = [
     "x'; drop table raw.events; --",
@@ -107,11 +108,11 @@ def test_check_identifier_accepts_the_pattern(name):
 def _file_spec() -> dict:
     """A valid file-source spec that uses every field that names something."""
     return {
-        "id": "inj_test", "name": "n", "hypothesis": "h", "owner": "o", "unit": "user", "design": "randomized",
+        "id": "inj_test", "name": "n", "hypothesis": "h", "owner": "o", "design": "randomized",
         "variants": [{"name": "control", "allocation": 0.5}, {"name": "treatment", "allocation": 0.5}],
         "baseline": "control", "primary_metric": "y", "primary_direction": "higher_is_better",
         "secondary_metrics": ["z"], "guardrails": [{"metric": "z", "direction": "lower_is_better", "tolerance": 0.1}],
-        "covariates": ["x"], "cuped_covariates": {"y": "x"}, "winsorize": {"y": 0.99},
+        "covariates": ["x"], "cuped_covariates": {"y": "x"}, "winsorize": {"y": 0.99}, "dimensions": ["seg"],
         "ratio_metrics": [{"name": "y_per_z", "numerator": "y", "denominator": "z"}],
         "source": {"kind": "file", "path": "inj_test.csv", "format": "csv", "unit_column": "uid",
                    "variant_column": "arm", "columns": {"uid": "string", "arm": "string", "y": "float", "z": "float",
@@ -125,13 +126,14 @@ def _file_spec() -> dict:
 #: Fields that hold free text (labels and prose): a hostile string is a legitimate value there,
 #: stored as a literal. Every other field names a metric, column, variant or option and must
 #: refuse it.
-FREE_TEXT = {"name", "hypothesis", "owner", "unit", "variants.1.name", "source.path"}
+FREE_TEXT = {"name", "hypothesis", "owner", "variants.1.name", "source.path"}
 #: Hostile-looking strings that are nonetheless valid for a field: 64 a's is a well-formed sha256
 #: (the loader then reports the checksum mismatch).
-VALID_ANYWAY = {"source.sha256": {"a" * 64}}
+VALID_ANYWAY = {"source.sha256": {"a" * 64}, "source.assignments.table": {"raw.events"},
+                "fact_tables.orders.table": {"raw.events"}}
 
 FIELDS = [
-    "id", "name", "hypothesis", "owner", "unit", "design", "variants.1.name", "baseline", "primary_metric",
+    "id", "name", "hypothesis", "owner", "design", "dimensions.0", "variants.1.name", "baseline", "primary_metric",
     "primary_direction", "secondary_metrics.0", "guardrails.0.metric", "guardrails.0.direction", "covariates.0",
     "cuped_covariates.y", "cuped_covariates.<key>", "winsorize.<key>", "ratio_metrics.0.name",
     "ratio_metrics.0.numerator", "ratio_metrics.0.denominator", "source.path", "source.format", "source.sha256",
@@ -215,7 +217,7 @@ def test_hostile_labels_unit_ids_and_headers_are_stored_as_literals(fresh_db, tm
             "select table_schema || '.' || table_name from information_schema.tables "
             "where table_schema in ('raw', 'staging', 'marts', 'gates', 'results', 'truth')").fetchall()}
 
-    assert materialize(fresh_db, [["raw", "experiment_specs"], ["raw", "user_files"]], checks=False).success
+    assert load_files(fresh_db, checks=False).success
     analysis = [["gates", "srm"], ["gates", "contamination"], ["gates", "data_integrity"], ["gates", "balance"],
                 ["results", "sufficient_stats"], ["results", "effects"], ["results", "power"]]
     assert materialize(fresh_db, analysis, "inj_test").success
@@ -239,4 +241,125 @@ def test_hostile_labels_unit_ids_and_headers_are_stored_as_literals(fresh_db, tm
     assert sorted(columns) == ["arm", "uid", "unit_id", "variant", "x", "y"]  # hostile header columns never reached SQL
     assert spec_row == (HOSTILE[1], HOSTILE[3], HOSTILE[4], LABEL)
     assert effect_labels == {LABEL}
-    assert decision[0] in ("SHIP", "HOLD", "ROLLBACK", "KEEP RUNNING")
+    from scipy import stats as sps
+
+    y = frame["y"].to_numpy()
+    treated = (frame["arm"] == LABEL).to_numpy()
+    assert sps.ttest_ind(y[treated], y[~treated], equal_var=False).pvalue > 0.05  # scipy: nothing significant
+    assert decision[0] == "HOLD" and LABEL in decision[1]  # decided like any experiment, the label kept as written
+
+
+# --------------------------------------------------------------------------- warehouse sources and the catalogue
+def _warehouse_spec() -> dict:
+    return {
+        "id": "inj_wh", "hypothesis": "h", "variants": [{"name": "control", "allocation": 0.5},
+                                                         {"name": "treatment", "allocation": 0.5}],
+        "baseline": "control", "start_date": "2026-10-01", "end_date": "2026-10-14", "primary_metric": "orders",
+        "dimensions": ["country"],
+        "source": {"kind": "warehouse", "connection": "TEAM_URL",
+                   "assignments": {"table": "shop.assignments", "unit": "user_id", "variant": "variant",
+                                   "timestamp": "assigned_at", "where": {"experiment_key": "k"}}},
+    }
+
+
+CATALOGUE = {
+    "fact_tables": {"orders": {"table": "shop.orders", "unit": "user_id", "timestamp": "created_at"}},
+    "metrics": {"orders": {"fact": "orders", "aggregate": "count", "where": {"status": "paid"}},
+                "amount": {"fact": "orders", "aggregate": "sum", "column": "amount"}},
+}
+
+#: Keys of a warehouse spec that name a table, column or environment variable: a hostile string
+#: is refused there, naming the key.
+WAREHOUSE_FIELDS = ["source.connection", "source.assignments.table", "source.assignments.unit",
+                    "source.assignments.variant", "source.assignments.timestamp", "source.assignments.where.<key>",
+                    "dimensions.0"]
+#: Keys of the catalogue that name something: a hostile string makes the entry broken (an
+#: experiment using it fails, naming file and key) or the whole file unreadable.
+CATALOGUE_FIELDS = ["fact_tables.<key>", "fact_tables.orders.table", "fact_tables.orders.unit",
+                    "fact_tables.orders.timestamp", "metrics.<key>", "metrics.amount.column",
+                    "metrics.orders.where.<key>", "metrics.orders.fact"]
+
+
+@pytest.mark.parametrize("field", WAREHOUSE_FIELDS)
+def test_hostile_strings_in_every_warehouse_key_are_refused(tmp_path, field):
+    from liftlab.catalogue import Catalogue, FactTable, Metric
+
+    catalogue = Catalogue(fact_tables={"orders": FactTable(**CATALOGUE["fact_tables"]["orders"])},
+                          metrics={k: Metric(**v) for k, v in CATALOGUE["metrics"].items()})
+    path = tmp_path / "inj_wh.yaml"
+    assert parse_spec(yaml.safe_dump(_warehouse_spec()), path, catalogue).id == "inj_wh"
+    for value in HOSTILE:
+        text = yaml.safe_dump(_set(_warehouse_spec(), field, value), allow_unicode=True)
+        if value in VALID_ANYWAY.get(field, ()):
+            assert parse_spec(text, path, catalogue)  # a well-formed table name, quoted as an identifier
+            continue
+        with pytest.raises(SpecError) as err:
+            parse_spec(text, path, catalogue)
+        assert str(err.value).startswith(f"{path}: {field.split('.')[0]}"), (value, str(err.value))
+
+
+@pytest.mark.parametrize("field", CATALOGUE_FIELDS)
+def test_hostile_strings_in_every_catalogue_key_never_reach_sql(tmp_path, field):
+    from liftlab.catalogue import CatalogueError, load_catalogue
+
+    for value in HOSTILE:
+        (tmp_path / "shop.yaml").write_text(yaml.safe_dump(_set(CATALOGUE, field, value), allow_unicode=True))
+        try:
+            catalogue = load_catalogue(tmp_path)
+        except CatalogueError as exc:  # an unreadable file: named
+            assert str(tmp_path / "shop.yaml") in str(exc)
+            continue
+        if value in VALID_ANYWAY.get(field, ()):
+            assert not catalogue.broken  # a well-formed table name, quoted as an identifier
+            continue
+        assert catalogue.broken, (field, value)  # the entry is kept out, named with its file and key
+        assert all(str(tmp_path / "shop.yaml") in problem for problem in catalogue.broken.values())
+        with pytest.raises(CatalogueError):
+            load_catalogue(tmp_path, strict=True)
+
+
+def test_hostile_where_values_are_parameters_and_match_literally(server, tmp_path, monkeypatch):
+    """Hostile text as the experiment key of the assignments and as a metric's where value: the
+    statements run read-only with the values bound as parameters, match the rows that hold exactly
+    that text, and leave every table of the team's database as it was."""
+    from liftlab.catalogue import load_catalogue
+    from liftlab.sources import SourceError, prepare
+    from liftlab.specs import LoadedSpec
+    from tests.conftest import create_scratch_database, drop_database
+    from tests.own_data.helpers import fingerprint
+
+    team = create_scratch_database(server, prefix="team_inj")
+    liftlab_db = create_scratch_database(server, prefix="liftlab_inj")
+    try:
+        with psycopg.connect(team.url()) as conn:
+            conn.execute("create schema shop")
+            conn.execute("create table shop.assignments (user_id bigint, variant text, assigned_at timestamptz, "
+                         "experiment_key text, country text)")
+            conn.execute("create table shop.orders (user_id bigint, created_at timestamptz, status text, amount float8)")
+            conn.execute("insert into shop.assignments select u, case when u %% 2 = 0 then 'control' else 'treatment' end, "
+                         "'2026-10-02 10:00+00', %s, 'DE' from generate_series(1, 40) u", (LABEL,))
+            conn.execute("insert into shop.assignments select u, 'control', '2026-10-02 10:00+00', 'other', 'DE' "
+                         "from generate_series(41, 60) u")
+            conn.execute("insert into shop.orders select u, '2026-10-03 10:00+00', %s, 1 from generate_series(1, 60) u",
+                         (HOSTILE[1],))
+        before = fingerprint(team)
+        spec_data = _set(_warehouse_spec(), "source.assignments.where.experiment_key", LABEL)
+        catalogue_data = _set(CATALOGUE, "metrics.orders.where.status", HOSTILE[1])
+        (tmp_path / "metrics").mkdir()
+        (tmp_path / "metrics" / "shop.yaml").write_text(yaml.safe_dump(catalogue_data, allow_unicode=True))
+        catalogue = load_catalogue(tmp_path / "metrics", strict=True)
+        path = tmp_path / "inj_wh.yaml"
+        spec = parse_spec(yaml.safe_dump(spec_data, allow_unicode=True), path, catalogue)
+        monkeypatch.setenv("TEAM_URL", team.url())
+        with db.connect(liftlab_db) as conn:
+            report = prepare(conn, LoadedSpec(spec, path, "x"))
+            conn.commit()
+            orders = conn.execute("select sum(orders), count(*) from units.inj_wh").fetchone()
+        assert report["units"] == 40 and orders == (40.0, 40)  # exactly the rows holding the hostile texts
+        other = _set(spec_data, "source.assignments.where.experiment_key", HOSTILE[3])
+        with db.connect(liftlab_db) as conn, pytest.raises(SourceError, match="no units"):
+            prepare(conn, LoadedSpec(parse_spec(yaml.safe_dump(other), path, catalogue), path, "x"))
+        assert fingerprint(team) == before
+    finally:
+        drop_database(liftlab_db)
+        drop_database(team)

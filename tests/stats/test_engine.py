@@ -103,29 +103,34 @@ def test_winsorize_cap_from_pre_period():
         pre_period_cap(pre, 1.5)
 
 
-def test_segment_effects_use_bh_across_all_segments_and_merge_to_the_total():
+def test_slice_effects_use_bh_across_all_slices_and_merge_to_the_total():
     import datetime as dt
 
-    from liftlab.experiment_stats import segment_effects
+    from liftlab.experiment_stats import slice_effects
     from liftlab.specs import ExperimentSpec
 
     spec = ExperimentSpec(
         id="seg", hypothesis="h", variants=[{"name": "control", "allocation": 0.5}, {"name": "t", "allocation": 0.5}],
         baseline="control", start_date=dt.date(2026, 9, 1), end_date=dt.date(2026, 9, 28), primary_metric="sessions",
+        source={"kind": "demo"}, dimensions=["plan", "device"], slice_min_units=200,
     )
     r = np.random.default_rng(21)
     n = 40_000
-    plan = r.choice(["trial", "basic", "pro"], n)
+    plan = r.choice(["trial", "basic", "pro", "rare"], n, p=[0.33, 0.33, 0.333, 0.007])
     device = r.choice(["desktop", "mobile"], n)
     v = r.choice(["control", "t"], n)
     pre = r.poisson(10, n).astype(float)
     y = r.poisson(0.8 * pre + 2 + 0.6 * ((v == "t") & (plan == "pro"))).astype(float)  # effect only in 'pro'
-    units = pl.DataFrame({"variant": v, "day": np.zeros(n, int), "sessions": y, "pre_sessions": pre, "plan": plan, "device": device})
-    out = segment_effects(units, spec, dimensions=("plan", "device"))
-    assert out.height == 2 * 5  # welch_t + cuped for 5 segments
-    for method, part in out.group_by("method"):
+    units = pl.DataFrame({"unit_id": np.arange(n).astype(str), "variant": v, "day": np.zeros(n, int),
+                          "sessions": y, "pre_sessions": pre, "plan": plan, "device": device})
+    out = slice_effects(units, spec, caps={})
+    assert out.height == 2 * 6  # welch_t + cuped for 6 slices (4 plans, 2 devices)
+    rare = out.filter(pl.col("slice") == "rare")
+    assert (~rare["estimated"]).all() and rare["p_value"].is_null().all() and (rare["n_baseline"] < 200).all()
+    estimated = out.filter(pl.col("estimated"))
+    for _, part in estimated.group_by("method"):  # one BH family per metric × method, the small slice left out
         np.testing.assert_allclose(part["p_value_adj"].to_numpy(), multipletests(part["p_value"].to_numpy(), method="fdr_bh")[1], rtol=1e-12)
     by_plan = out.filter(pl.col("dimension") == "plan", pl.col("method") == "welch_t")
-    assert by_plan["n_baseline"].sum() == int(np.sum(v == "control"))
-    best = out.filter(pl.col("method") == "cuped").sort("p_value").row(0, named=True)
-    assert (best["dimension"], best["segment"]) == ("plan", "pro") and best["p_value_adj"] < 0.05
+    assert by_plan["n_baseline"].sum() == int(np.sum(v == "control"))  # the slices of a dimension add up
+    best = out.filter(pl.col("method") == "cuped", pl.col("estimated")).sort("p_value").row(0, named=True)
+    assert (best["dimension"], best["slice"]) == ("plan", "pro") and best["p_value_adj"] < 0.05

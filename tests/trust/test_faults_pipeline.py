@@ -1,13 +1,14 @@
 """Each injected fault of the synthetic world is caught by its gate on a real Postgres: the
 experiment it touches is HALTED with that gate's reason, and the others are analysed normally.
 
-Two end-to-end runs of the whole asset graph (ingest, dbt, great-expectations checks, gates,
-effects, decisions), each in a fresh database:
+Two end-to-end runs of the jobs the gates need (ingest, dbt, great-expectations checks, units,
+daily statistics, gates, effects, decisions — not the uplift models or the reports), each in a
+fresh database:
 
 * ``targeted`` — faults that touch specific experiments: 10 % exposure loss in
   checkout_redesign's treatment (SRM), 2 % of onboarding_adaptive's units exposed to two arms
   (contamination), one negative payment (quarantine) and one exposure row after the end
-  (exposure window);
+  (exposure window: a warning — such a row is not analysed — listed with the decision);
 * ``replayed_day`` — a whole day of events delivered twice (duplicate event ids, quarantined at
   ingest): every experiment on the event stream is halted, the user-file experiment is not.
 """
@@ -23,7 +24,7 @@ from liftlab.specs import load_specs
 from tests.conftest import create_scratch_database, drop_database
 from tests.pipeline_helpers import run
 
-EVENT_EXPERIMENTS = {s.spec.id for s in load_specs() if s.spec.source.kind == "events"}
+EVENT_EXPERIMENTS = {s.spec.id for s in load_specs() if s.spec.source.kind == "demo"}
 ALL_EXPERIMENTS = {s.spec.id for s in load_specs()}
 
 
@@ -39,7 +40,8 @@ def _query(info, sql, params=()):
 @pytest.fixture(scope="module")
 def targeted(server):
     info = create_scratch_database(server, prefix="liftlab_trust_faults")
-    result = run(info, contamination_share=0.02, negative_revenue_rows=1, events_outside_window=1)
+    result = run(info, contamination_share=0.02, negative_revenue_rows=1, events_outside_window=1, studies=False,
+                 reports=False)
     yield info, {r["experiment_id"]: r for r in result.decisions.to_dicts()}, result
     drop_database(info)
 
@@ -49,24 +51,26 @@ def _expected_halts(info) -> dict[str, set[str]]:
     late = {r[0] for r in _query(info, """
         select distinct x.experiment_id from raw.exposures x join raw.experiment_specs s using (experiment_id)
         where x.exposed_at >= (s.end_date + 1)::timestamp at time zone 'UTC'""")}
-    negative = {r[0] for r in _query(info, """
+    exposed = " union all ".join(f"select '{e}' as experiment_id, unit_id from units.{e}" for e in sorted(EVENT_EXPERIMENTS))
+    negative = {r[0] for r in _query(info, f"""
         select distinct e.experiment_id from raw.quarantine q
-        join marts.fct_exposures e on e.user_id = (q.record->>'user_id')::bigint
+        join ({exposed}) e on e.unit_id = q.record->>'user_id'
         join raw.experiment_specs s on s.experiment_id = e.experiment_id
         where q.reason = 'negative revenue'
           and (q.record->>'event_ts')::timestamptz >= s.pre_start_date::timestamp at time zone 'UTC'
           and (q.record->>'event_ts')::timestamptz < (s.end_date + 1)::timestamp at time zone 'UTC'
           and (s.spec::text like '%%"revenue"%%' or s.spec::text like '%%"pre_revenue"%%')""")}
-    return {"srm": {"checkout_redesign"}, "contamination": {"onboarding_adaptive"},
-            "exposure_window": late, "quarantine": negative}
+    return {"srm": {"checkout_redesign"}, "contamination": {"onboarding_adaptive"}, "quarantine": negative,
+            "exposure_window": late}
 
 
 def test_each_targeted_fault_halts_its_experiment_with_the_gates_reason(targeted):
     info, decisions, result = targeted
     expected = _expected_halts(info)
-    assert len(expected["exposure_window"]) == 1  # one late row → one experiment
+    late = expected.pop("exposure_window")
+    assert len(late) == 1  # one late row → one experiment
     words = {"srm": "sample ratio mismatch", "contamination": "exposed to more than one variant",
-             "exposure_window": "outside the experiment window", "quarantine": "negative revenue"}
+             "quarantine": "negative revenue"}
     for check, experiments in expected.items():
         for experiment in experiments:
             row = decisions[experiment]
@@ -75,6 +79,11 @@ def test_each_targeted_fault_halts_its_experiment_with_the_gates_reason(targeted
             assert f"gate {check} failed" in text and words[check] in text, (experiment, text)
     halted = set().union(*expected.values())
     assert set(result.halted) == halted
+    # the late exposure row is not analysed: a warning of its experiment's exposure-window gate
+    (experiment,) = late
+    (status, reason), = _query(info, "select status, details->>'reason' from gates.check_results "
+                                     "where experiment_id = %s and \"check\" = 'exposure_window'", (experiment,))
+    assert status == "WARN" and "1 of" in reason and "after the end" in reason and "not analysed" in reason
     # every other experiment is analysed normally in the same run
     analysed = {r[0] for r in _query(info, "select distinct experiment_id from results.effects")}
     assert analysed == ALL_EXPERIMENTS - halted
@@ -87,7 +96,7 @@ def test_each_targeted_fault_halts_its_experiment_with_the_gates_reason(targeted
 def test_srm_details_carry_the_breakdown_by_dimension(targeted):
     info, _, _ = targeted
     (details,) = _query(info, "select details from gates.check_results where experiment_id = 'checkout_redesign' and \"check\" = 'srm'")[0]
-    assert set(details["by_dimension"]) == {"device", "region", "plan", "day"}
+    assert set(details["by_dimension"]) == {"device", "region", "plan", "day"}  # the spec's dimensions + day
     for dim in details["by_dimension"].values():
         cells = dim["cells"]
         assert sum(c["n"] for c in cells) == sum(details["observed"].values())
@@ -96,8 +105,8 @@ def test_srm_details_carry_the_breakdown_by_dimension(targeted):
 
 def test_contamination_counts_the_crossover_units(targeted):
     info, _, _ = targeted
-    n_multi, n_units = _query(info, "select count(*) filter (where n_variants > 1), count(*) from marts.fct_exposures "
-                                    "where experiment_id = 'onboarding_adaptive'")[0]
+    n_multi, n_units = _query(info, "select count(*) filter (where n_variants > 1), count(*) "
+                                    "from units.onboarding_adaptive")[0]
     details, statistic = _query(info, "select details, statistic from gates.check_results "
                                       "where experiment_id = 'onboarding_adaptive' and \"check\" = 'contamination'")[0]
     assert details["n_contaminated"] == details["excluded_units"] == n_multi > 0
@@ -119,11 +128,10 @@ def test_every_gate_row_is_written_for_every_experiment(targeted):
 def test_great_expectations_results_are_recorded(targeted):
     info, _, _ = targeted
     rows = {(a, e): (sev, ok) for a, e, sev, ok in _query(info, "select asset, expectation, severity, success from gates.quality_results")}
-    assert {a for a, _ in rows} == {"raw/events", "raw/exposures", "raw/users", "marts/fct_exposures", "marts/fct_unit_metrics"}
+    assert {a for a, _ in rows} == {"raw/events", "raw/exposures", "raw/users"}
     assert rows[("raw/events", "event_id_unique")] == ("ERROR", True)  # the duplicates were quarantined
     assert rows[("raw/events", "value_non_negative")] == ("ERROR", True)  # so was the negative payment
     assert rows[("raw/exposures", "exposed_at_in_range")] == ("WARN", False)  # the late exposure row
-    assert rows[("marts/fct_exposures", "experiment_unit_unique")] == ("ERROR", True)
     assert ("raw/events", "daily_drift") in rows
 
 
@@ -161,7 +169,7 @@ def test_aa_calibration_is_stored_with_its_plot(targeted):
 @pytest.fixture(scope="module")
 def replayed_day(server):
     info = create_scratch_database(server, prefix="liftlab_trust_dupday")
-    result = run(info, n_users=5_000, checkout_exposure_loss=0.0, duplicate_day=3)
+    result = run(info, n_users=5_000, checkout_exposure_loss=0.0, duplicate_day=3, studies=False, reports=False)
     yield info, {r["experiment_id"]: r for r in result.decisions.to_dicts()}, result
     drop_database(info)
 
@@ -194,8 +202,8 @@ def test_balance_gate_smd_table_matches_the_marts(targeted):
     for covariate in spec.covariates:
         from psycopg import sql
 
-        data = _query(info, sql.SQL("select variant, {}::float8 from marts.fct_unit_metrics "
-                                    "where experiment_id = 'winback_email'").format(sql.Identifier(covariate)))
+        data = _query(info, sql.SQL("select variant, {}::float8 from units.winback_email "
+                                    "where n_variants = 1").format(sql.Identifier(covariate)))
         c = np.array([v for arm, v in data if arm == "control"])
         t = np.array([v for arm, v in data if arm == "email"])
         smd = (t.mean() - c.mean()) / np.sqrt((t.var(ddof=1) + c.var(ddof=1)) / 2)

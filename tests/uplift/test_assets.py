@@ -1,6 +1,6 @@
-"""The uplift assets against real Postgres: a small synthetic world through dbt, Hillstrom as
-a declared file, then the `uplift` group materialized twice (a rerun replaces), cross-fitted
-over the specs' default two folds."""
+"""The uplift assets against real Postgres, on a copy of the session's built world (the demo
+seed, 20k users; Hillstrom as a declared file): the `uplift` group materialized twice (a rerun
+replaces), cross-fitted over the specs' default two folds."""
 
 from __future__ import annotations
 
@@ -8,22 +8,22 @@ import dagster as dg
 import pytest
 
 from liftlab import db
-from liftlab.defs.ingest import experiment_specs, user_files
-from liftlab.defs.resources import PostgresResource
 from liftlab.defs.jobs import uplift_models_job
+from liftlab.defs.resources import PostgresResource
 from liftlab.defs.uplift import targeting_policy, uplift_learners, uplift_segments
-from liftlab.ingest.world import load_world
-from liftlab.studies.coverage import run_dbt_build
-from liftlab.synth import WorldConfig, generate_world
 from liftlab.uplift.learners import LEARNERS
 
 from .helpers import write_specs
 
-WORLD_USERS = 12_000
+
+@pytest.fixture()
+def conn(built_copy):
+    with db.connect(built_copy) as connection:
+        yield connection
 
 
 @pytest.fixture(scope="module")
-def loaded(scratch_db, tmp_path_factory):
+def loaded(built_copy, tmp_path_factory):
     folder = write_specs(tmp_path_factory.mktemp("experiments"), {
         # a fast Hillstrom configuration for CI: one arm, one outcome, two learners
         "hillstrom": {"arms": ["Mens E-Mail"], "outcomes": ["visit"], "value_per_conversion": {"visit": 0.5},
@@ -32,13 +32,7 @@ def loaded(scratch_db, tmp_path_factory):
     })
     mp = pytest.MonkeyPatch()
     mp.setenv("LIFTLAB_EXPERIMENTS_DIR", str(folder))
-    resources = {"postgres": PostgresResource(database_url=scratch_db.url())}
-    assert dg.materialize([experiment_specs, user_files], resources=resources).success
-    with db.connect(scratch_db) as conn:
-        load_world(conn, generate_world(WorldConfig(n_users=WORLD_USERS, seed=20261122)))
-        conn.commit()
-    run_dbt_build(scratch_db)
-    yield resources
+    yield {"postgres": PostgresResource(database_url=built_copy.url())}
     mp.undo()
 
 
@@ -54,8 +48,7 @@ def test_uplift_group_materializes_and_reruns_replace(loaded, conn):
     winback = models.filter(models["experiment_id"] == "winback_email")
     assert set(winback["learner"]) == {*LEARNERS, "oracle", "covariate_ceiling"}
     # cross-fitted: every unit of the experiment is scored out of fold and evaluated
-    n_units = conn.execute(
-        "select count(*) from marts.fct_unit_metrics where experiment_id = 'winback_email'").fetchone()[0]
+    n_units = conn.execute("select count(*) from units.winback_email where n_variants = 1").fetchone()[0]
     assert n_units > 1000 and (winback["n_test"] == n_units).all() and (winback["n_folds"] == 2).all()
     assert (winback["n_repeats"] == 3).all()  # the specs repeat the 2-fold deal three times
     assert (abs(winback["n_train"] - n_units / 2) <= 1).all()  # each fold model saw the other half

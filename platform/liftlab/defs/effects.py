@@ -66,7 +66,7 @@ def timestamped_specs_overlapping(first: date, last: date) -> list:
 )
 def daily_stats(context: dg.AssetExecutionContext, config: DailyStatsConfig, postgres: PostgresResource) -> dg.MaterializeResult:
     from liftlab.experiment_stats import daily_statistics, unit_columns
-    from liftlab.units import analysis_frame, experiment_caps
+    from liftlab.units import analysis_frame, experiment_caps, unit_table_exists
 
     first, last = _cohort_days(context)
     written: dict[str, int] = {}
@@ -74,6 +74,9 @@ def daily_stats(context: dg.AssetExecutionContext, config: DailyStatsConfig, pos
         # one transaction per experiment, holding its lock only while its rows are replaced
         for spec in timestamped_specs_overlapping(first, last):
             if config.experiments and spec.id not in config.experiments:
+                continue
+            if not unit_table_exists(conn, spec):
+                context.log.warning(f"{spec.id}: its units were never built (see its units/unit_metrics run): skipped")
                 continue
             caps = experiment_caps(conn, spec)
             units = analysis_frame(conn, spec, unit_columns(spec), days=(first, last))
@@ -189,6 +192,7 @@ def check_cohorts_complete(conn, spec, daily: pl.DataFrame) -> None:
 )
 def effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     from liftlab.experiment_stats import EFFECT_COLUMNS, experiment_effects
+    from liftlab.units import quantile_rows
 
     spec = spec_for_partition(context.partition_key).spec
     with postgres.connect() as conn:
@@ -199,7 +203,8 @@ def effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg
             (spec.id,),
         )
         built = conn.execute("select window_incomplete from units.builds where experiment_id = %s", (spec.id,)).fetchone()
-        table = experiment_effects(daily, spec, built[0] if built else None).with_columns(pl.lit(context.run_id).alias("run_id"))
+        table = experiment_effects(daily, spec, built[0] if built else None, quantile_rows(conn, spec)).with_columns(
+            pl.lit(context.run_id).alias("run_id"))
         # cuped rows before welch_t / delta_method rows of the same metric and variant
         table = table.sort("metric", "variant", pl.col("method") != "cuped").select(EFFECT_COLUMNS)
         replace_slice(conn, "results.effects", table, where={"experiment_id": spec.id})

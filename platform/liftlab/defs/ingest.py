@@ -63,6 +63,13 @@ def experiment_specs(context: dg.AssetExecutionContext, postgres: PostgresResour
     )
 
 
+class WorldRunConfig(dg.Config):
+    """Optional narrowing of a build to some experiments (``liftlab run --experiment``): the world
+    is generated only if one of them uses it."""
+
+    experiments: list[str] = []
+
+
 @dg.multi_asset(
     specs=[
         dg.AssetSpec(table.split("."), description=text, group_name="ingest", kinds={"polars", "postgres"}, owners=[OWNER],
@@ -71,7 +78,8 @@ def experiment_specs(context: dg.AssetExecutionContext, postgres: PostgresResour
     ],
     retry_policy=io_retry,
 )
-def synthetic_world(context: dg.AssetExecutionContext, postgres: PostgresResource, world: SyntheticWorldResource):
+def synthetic_world(context: dg.AssetExecutionContext, config: WorldRunConfig, postgres: PostgresResource,
+                    world: SyntheticWorldResource):
     """Generate the synthetic SaaS world and COPY it into ``raw`` and ``truth`` in one transaction,
     chunk by chunk as it is generated (memory does not grow with the world's size) — when a spec
     uses the demo and the loaded world's settings differ. Otherwise nothing is materialized (and
@@ -79,12 +87,13 @@ def synthetic_world(context: dg.AssetExecutionContext, postgres: PostgresResourc
     from liftlab.ingest.world import load_world_stream, loaded_world_matches, uses_demo_world
     from liftlab.synth import WorldStream
 
-    if not uses_demo_world():
-        context.log.info("no spec uses the demo world (source: {kind: demo}): nothing to generate")
+    specs = [item for item in load_specs() if not config.experiments or item.spec.id in config.experiments]
+    if not uses_demo_world(specs):
+        context.log.info("no spec to build uses the demo world (source: {kind: demo}): nothing to generate")
         return
     settings = world.world_config()
     with postgres.connect() as conn:
-        if loaded_world_matches(conn, settings):
+        if not world.regenerate and loaded_world_matches(conn, settings):
             context.log.info(f"the demo world with seed {settings.seed} and {settings.n_users:,} users is loaded "
                              "already: not regenerated")
             return

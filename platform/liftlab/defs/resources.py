@@ -50,6 +50,8 @@ class SyntheticWorldResource(dg.ConfigurableResource):
     """
 
     n_users: int | None = None  # None → LIFTLAB_WORLD_USERS or 100,000
+    #: Generate and load the world even if the one loaded has the same settings.
+    regenerate: bool = False
     seed: int | None = None  # None → LIFTLAB_WORLD_SEED or the demo seed
     checkout_exposure_loss: float | None = None  # None → LIFTLAB_CHECKOUT_EXPOSURE_LOSS or 3 %
     contamination_share: float = 0.0  # onboarding_adaptive units also exposed to a second arm

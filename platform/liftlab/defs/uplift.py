@@ -124,7 +124,8 @@ def _plot_qini(curves: pl.DataFrame, title: str, path) -> None:
 )
 def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, postgres: PostgresResource):
     from liftlab.uplift.analysis import analyse_experiment
-    from liftlab.uplift_io import load_units, unit_table_exists, uplift_features
+    from liftlab.uplift_io import load_units, uplift_features
+    from liftlab.units import unit_table_exists
 
     # The environment can narrow every run too (tests and quick demos): LIFTLAB_UPLIFT_LEARNERS
     # (comma-separated), LIFTLAB_UPLIFT_BOOTSTRAP, LIFTLAB_UPLIFT_FOLDS and LIFTLAB_UPLIFT_REPEATS;

@@ -119,14 +119,15 @@ def quarantine_gate(conn: psycopg.Connection, spec: ExperimentSpec, max_rows: in
 
 
 def _metrics_used(spec: ExperimentSpec) -> set[str]:
-    """Metrics and covariates of the spec, with the numerator and denominator of ratio metrics."""
-    used = set(spec.metric_roles()) | set(spec.covariates)
-    ratio = getattr(spec, "ratio", None)  # ratio metrics, where the spec model has them
-    if callable(ratio):
-        for metric in list(used):
-            parts = ratio(metric)
-            if parts:
-                used |= set(parts)
+    """Every column the experiment's analyses read: metrics (ratio parts included), covariates,
+    causal confounders and uplift features."""
+    used = set(spec.metric_roles()) | set(spec.covariates) | set(spec.causal_confounders())
+    if spec.uplift is not None:
+        used |= set(spec.uplift.outcomes) | set(spec.uplift.features)
+    for metric in list(used):
+        parts = spec.ratio(metric) if metric in spec.known_metrics() else None
+        if parts:
+            used |= set(parts)
     return used
 
 

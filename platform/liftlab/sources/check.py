@@ -51,7 +51,7 @@ def check_experiment(conn: psycopg.Connection, loaded: LoadedSpec) -> CheckResul
             for compiled in statements:
                 try:
                     with src.transaction():
-                        src.execute(sql.SQL("explain ") + compiled.statement, compiled.params)
+                        src.execute(sql.SQL("explain {}").format(compiled.statement), compiled.params)
                 except psycopg.DatabaseError as exc:
                     problems.append(f"{loaded.path}: {compiled.description}: {str(exc).splitlines()[0]}")
     except SourceError as exc:

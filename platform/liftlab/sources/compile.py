@@ -106,13 +106,14 @@ def where_clause(alias: str, where: dict) -> tuple[list[sql.Composable], list]:
     """``where`` (see :mod:`liftlab.catalogue`) as SQL conditions with bound values."""
     conds: list[sql.Composable] = []
     params: list = []
-    ops = {"eq": "=", "ne": "<>", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
+    ops = {"eq": sql.SQL("="), "ne": sql.SQL("<>"), "gt": sql.SQL(">"), "gte": sql.SQL(">="), "lt": sql.SQL("<"),
+           "lte": sql.SQL("<=")}
     for column, value in where.items():
         col = sql.Identifier(alias, check_identifier(column, "where column"))
         if isinstance(value, dict):
             op, operand = next(iter(value.items()))
             if op in ops:
-                conds.append(sql.SQL("{} " + ops[op] + " %s").format(col))
+                conds.append(sql.SQL("{} {} %s").format(col, ops[op]))
                 params.append(operand)
             elif op == "in":
                 conds.append(sql.SQL("{} = any(%s)").format(col))
@@ -191,13 +192,14 @@ class ExperimentSQL:
                 alias = f"t_{name}"
                 wanted = [c for c in self.attributes if c in table.columns]
                 cols += [sql.SQL(", {} as {}").format(sql.Identifier(alias, c), sql.Identifier(c)) for c in wanted]
-                on = sql.SQL("{} = f.unit").format(self._cast_unit(sql.Identifier(alias, table.unit), table.table, table.unit))
+                mine = self._unit_key(table.table, table.unit, "f")
+                on = sql.SQL("{} = {}").format(self._cast_unit(sql.Identifier(alias, table.unit), table.table, table.unit), mine)
                 if table.timestamp:  # the row in force at first exposure
                     joins.append(sql.SQL(
                         " left join lateral (select * from {rel} t where {on} and t.{ts} <= f.first_exposed_at "
                         "order by t.{ts} desc limit 1) {alias} on true"
-                    ).format(rel=qualified(table.table), on=sql.SQL("{} = f.unit").format(
-                        self._cast_unit(sql.Identifier("t", table.unit), table.table, table.unit)),
+                    ).format(rel=qualified(table.table), on=sql.SQL("{} = {}").format(
+                        self._cast_unit(sql.Identifier("t", table.unit), table.table, table.unit), mine),
                         ts=_ident(table.timestamp, "unit table timestamp"), alias=sql.Identifier(alias)))
                 else:
                     joins.append(sql.SQL(" left join {rel} {alias} on {on}").format(
@@ -227,11 +229,12 @@ class ExperimentSQL:
             return expr
         return sql.SQL("{}::text").format(expr)
 
-    def _unit_key(self, relation: str, column: str) -> sql.Composable:
-        """``u.unit`` cast like :meth:`_cast_unit` casts the other side."""
+    def _unit_key(self, relation: str, column: str, alias: str = "u") -> sql.Composable:
+        """``<alias>.unit`` cast like :meth:`_cast_unit` casts the other side."""
         mine = self.types.type_of(relation, column)
         theirs = self.types.type_of(self.assign.label, self.assign.unit)
-        return sql.SQL("u.unit") if mine is None or theirs is None or mine == theirs else sql.SQL("u.unit::text")
+        key = sql.Identifier(alias, "unit")
+        return key if mine is None or theirs is None or mine == theirs else sql.SQL("{}::text").format(key)
 
     def units(self) -> Compiled:
         cte, params = self._units_cte()

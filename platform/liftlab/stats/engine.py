@@ -184,9 +184,13 @@ def analyze(
 
 
 def _quantile(alpha_adj: np.ndarray, df: np.ndarray, reference: str) -> np.ndarray:
+    """Critical value: normal, or t with the row's df — normal where a row has no df (a quantile
+    metric's effect is normal-referenced)."""
+    normal = _st.norm.ppf(1 - alpha_adj / 2)
     if reference == "normal":
-        return _st.norm.ppf(1 - alpha_adj / 2)
-    return _st.t.ppf(1 - alpha_adj / 2, df)
+        return normal
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(df), normal, _st.t.ppf(1 - alpha_adj / 2, df))
 
 
 def adjust(

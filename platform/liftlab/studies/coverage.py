@@ -2,8 +2,8 @@
 
 Many small worlds (one per seed) are generated and loaded *together* into one database, each
 with its own experiment-id suffix (``__s07``) and user-id range, then pushed through the real
-pipeline parts: COPY ingest, the dbt project, the polars sufficient statistics and the Welch
-comparison. Every randomized experiment × metric × arm interval is compared with the exact
+pipeline parts: COPY ingest, the dbt project, the catalogue's compiled SQL (each experiment's
+unit table), the polars sufficient statistics and the Welch comparison. Every randomized experiment × metric × arm interval is compared with the exact
 expected effect the generator wrote to ``truth.effects``.
 
 No seed is picked: the seeds are ``first_seed … first_seed + n_worlds − 1``.
@@ -53,31 +53,6 @@ def _concat_worlds(n_worlds: int, n_users: int, first_seed: int):
     return dataclasses.replace(worlds[0], **merged), [w.config for w in worlds]
 
 
-def _registry(configs) -> pl.DataFrame:
-    import json
-
-    specs = {item.spec.id: item for item in load_specs()}
-    rows = []
-    for cfg in configs:
-        for base in RANDOMIZED:
-            item = specs[base]
-            rows.append(
-                {
-                    "experiment_id": cfg.experiment_id(base),
-                    "design": item.spec.design,
-                    "baseline": item.spec.baseline,
-                    "start_date": item.spec.start_date,
-                    "end_date": item.spec.end_date,
-                    "pre_start_date": item.spec.pre_start_date,
-                    "source_kind": "events",
-                    "spec": json.dumps(item.spec.model_dump(mode="json")),
-                    "spec_file": str(item.path),
-                    "spec_sha256": item.sha256,
-                }
-            )
-    return pl.DataFrame(rows)
-
-
 def run_dbt_build(info: db.ConnInfo) -> None:
     """``dbt build`` of the project against ``info`` (outside Dagster, for studies)."""
     env = {**os.environ, **info.dbt_env(), "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
@@ -92,13 +67,13 @@ def run_dbt_build(info: db.ConnInfo) -> None:
 
 def run_coverage_study(info: db.ConnInfo, n_worlds: int = 50, n_users: int = 2_000, first_seed: int = 1) -> pl.DataFrame:
     """One row per world × experiment × metric × arm: the CI, the truth and whether it covers."""
-    from liftlab.db import replace_slice
+    from liftlab.sources import prepare
+    from liftlab.specs import LoadedSpec
 
     world, configs = _concat_worlds(n_worlds, n_users, first_seed)
-    specs = {item.spec.id: item.spec for item in load_specs()}
+    specs = {item.spec.id: item for item in load_specs()}
     with db.connect(info) as conn:
         load_world(conn, world)
-        replace_slice(conn, "raw.experiment_specs", _registry(configs))
         conn.commit()
     run_dbt_build(info)
 
@@ -107,8 +82,10 @@ def run_coverage_study(info: db.ConnInfo, n_worlds: int = 50, n_users: int = 2_0
     with db.connect(info) as conn:
         for cfg in configs:
             for base in RANDOMIZED:
-                spec = specs[base].model_copy(update={"id": cfg.experiment_id(base)})
-                metrics = list(spec.metric_roles())
+                spec = specs[base].spec.model_copy(update={"id": cfg.experiment_id(base)})
+                prepare(conn, LoadedSpec(spec, specs[base].path, ""))
+                conn.commit()
+                metrics = [m for m in spec.metric_roles() if spec.metric_kind(m) == "mean"]
                 stats = aggregate(unit_frame(conn, spec, metrics), by=["variant"], metrics=metrics)
                 table = compare_arms(stats, baseline=spec.baseline, alpha=0.05)
                 rows.append(table.with_columns(pl.lit(spec.id).alias("experiment_id"), pl.lit(cfg.seed).alias("seed")))
