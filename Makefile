@@ -36,11 +36,13 @@ $(MANIFEST): $(DBT_VENV)/.installed $(DBT_SOURCES)
 demo: setup  ## generate the synthetic world, run every asset, print the decisions
 	$(BIN)/liftlab demo
 
+# Two workers: the tests of the session's world (built once, copied per module with CREATE
+# DATABASE … TEMPLATE) stay together on one (xdist_group "world"), everything else is shared out.
 test: setup browser-deps $(GBSTATS_VENV)/.installed  ## the whole suite against real Postgres (embedded + the server at 127.0.0.1:5432)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
-test-fast: setup
-	$(BIN)/python -m pytest -m "not slow and not browser"
+test-fast: setup  ## pure tests and one small end-to-end run (a team's warehouse), for every edit
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -m "not heavy and not slow and not browser" --durations=10
 
 # Browser tests drive Debian's Chromium through chromedriver (no browser download at test time).
 browser-deps:

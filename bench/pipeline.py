@@ -69,7 +69,7 @@ def stage_of(step: str) -> str:
         return "gates"
     if step in ("results__daily_stats", "results__sufficient_stats"):
         return "sufficient statistics"
-    if step in ("results__effects", "results__power", "results__daily_looks"):
+    if step in ("results__effects", "results__power", "results__daily_looks", "results__slice_effects"):
         return "effects"
     if step.startswith("causal__"):
         return "causal"

@@ -165,3 +165,30 @@ def built_copy(built: Built, request) -> Iterator[db.ConnInfo]:
     info = built.copy(prefix=f"liftlab_{request.module.__name__.rsplit('.', 1)[-1][:20]}")
     yield info
     drop_database(info)
+
+
+#: Fixtures that build the session's world or copy it: their tests run on one xdist worker
+#: (``--dist loadgroup``), which builds the world once, and are left out of ``make test-fast``.
+WORLD_FIXTURES = {"built", "built_copy", "asset_by_asset"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Group the world's tests on one worker and mark them heavy; order the tests as
+    ``LIFTLAB_TEST_ORDER`` says (``reverse``, or ``random:<seed>`` by module) — CI runs the suite
+    in reverse order, ``make test`` in file order, so neither may depend on the other."""
+    import random
+
+    for item in items:
+        if WORLD_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.xdist_group("world"))
+            item.add_marker(pytest.mark.heavy)
+    order = os.environ.get("LIFTLAB_TEST_ORDER", "")
+    if order == "reverse":
+        items.reverse()
+    elif order.startswith("random:"):
+        modules: dict[str, list] = {}
+        for item in items:
+            modules.setdefault(item.module.__name__, []).append(item)
+        names = sorted(modules)
+        random.Random(int(order.split(":", 1)[1])).shuffle(names)
+        items[:] = [item for name in names for item in modules[name]]

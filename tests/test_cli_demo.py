@@ -21,6 +21,8 @@ from liftlab import db
 from tests.conftest import drop_database
 from tests.pipeline_helpers import FAST_UPLIFT_ENV
 
+pytestmark = pytest.mark.heavy  # runs the pipeline, or processes of it: not in make test-fast
+
 EXPERIMENTS = ["onboarding_adaptive", "aa_check", "checkout_redesign", "winback_email",
                "ai_assistant_optin", "regional_pricing", "hillstrom"]
 

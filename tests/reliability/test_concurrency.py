@@ -19,6 +19,8 @@ import pytest
 from liftlab import db
 from tests.reliability.helpers import load_files, CHILD_MATERIALIZE, activity, fingerprints, materialize, spawn, wait_for, write_file_experiment
 
+pytestmark = pytest.mark.heavy  # runs the pipeline, or processes of it: not in make test-fast
+
 ANALYSE = [["gates", "srm"], ["gates", "contamination"], ["gates", "data_integrity"], ["gates", "balance"],
            ["gates", "aa_calibration"], ["results", "sufficient_stats"], ["results", "effects"], ["results", "power"]]
 

@@ -39,6 +39,8 @@ from tests.reliability.helpers import (
     write_file_experiment,
 )
 
+pytestmark = pytest.mark.heavy  # runs the pipeline, or processes of it: not in make test-fast
+
 WORLD_USERS = 8_000
 WORLD_KEYS = [["raw", "users"], ["raw", "events"], ["raw", "exposures"], ["truth", "effects"],
               ["truth", "unit_effects"], ["truth", "regional_pricing"]]

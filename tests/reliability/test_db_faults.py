@@ -27,6 +27,8 @@ import pytest
 from liftlab import db, migrations
 from tests.reliability.helpers import load_files, SECRET, activity, materialize, throwaway_server, wait_for, with_secret, write_file_experiment
 
+pytestmark = pytest.mark.heavy  # runs the pipeline, or processes of it: not in make test-fast
+
 ANALYSE = [["gates", "srm"], ["gates", "contamination"], ["gates", "data_integrity"], ["gates", "balance"],
            ["gates", "aa_calibration"], ["results", "sufficient_stats"], ["results", "effects"], ["results", "power"]]
 

@@ -24,6 +24,8 @@ from liftlab.specs import load_specs
 from tests.conftest import create_scratch_database, drop_database
 from tests.pipeline_helpers import run
 
+pytestmark = pytest.mark.heavy  # runs the pipeline, or processes of it: not in make test-fast
+
 EVENT_EXPERIMENTS = {s.spec.id for s in load_specs() if s.spec.source.kind == "demo"}
 ALL_EXPERIMENTS = {s.spec.id for s in load_specs()}
 
