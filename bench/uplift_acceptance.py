@@ -43,8 +43,9 @@ def main() -> None:
     from liftlab.specs import load_specs
     from liftlab.uplift.analysis import analyse_experiment
     from liftlab.uplift_io import load_units, uplift_features
-    from liftlab.defs.ingest import experiment_specs, user_files
+    from liftlab.defs.ingest import experiment_specs
     from liftlab.defs.resources import PostgresResource
+    from liftlab.sources import prepare
     from liftlab.defs.uplift import targeting_policy, uplift_learners, uplift_segments
     from liftlab.ingest.world import load_world
     from liftlab.studies.coverage import run_dbt_build
@@ -60,11 +61,16 @@ def main() -> None:
             conn.commit()
         resources = {"postgres": PostgresResource(database_url=info.url())}
         start = time.perf_counter()
-        assert dg.materialize([experiment_specs, user_files], resources=resources).success
+        assert dg.materialize([experiment_specs], resources=resources).success
         with db.connect(info) as conn:
             load_world(conn, generate_world(WorldConfig(n_users=n_users, seed=config.world_seed())))
             conn.commit()
         run_dbt_build(info)
+        with db.connect(info) as conn:  # each uplift experiment's units (units.<id>, raw.src_<id>)
+            for item in load_specs():
+                if item.spec.uplift is not None:
+                    prepare(conn, item)
+                    conn.commit()
         timings["data_s"] = time.perf_counter() - start
         start = time.perf_counter()
         assert dg.materialize([uplift_learners, targeting_policy, uplift_segments], resources=resources).success

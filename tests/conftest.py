@@ -172,8 +172,9 @@ def built_copy(built: Built, request) -> Iterator[db.ConnInfo]:
 WORLD_FIXTURES = {"built", "built_copy", "asset_by_asset"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Group the world's tests on one worker and mark them heavy; order the tests as
+    """Group the world's tests on one worker and mark them heavy, the other tests by module; order the tests as
     ``LIFTLAB_TEST_ORDER`` says (``reverse``, or ``random:<seed>`` by module) — CI runs the suite
     in reverse order, ``make test`` in file order, so neither may depend on the other."""
     import random
@@ -182,6 +183,8 @@ def pytest_collection_modifyitems(config, items):
         if WORLD_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.xdist_group("world"))
             item.add_marker(pytest.mark.heavy)
+        else:  # a module's tests on one worker: its module-scoped fixtures are set up once
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
     order = os.environ.get("LIFTLAB_TEST_ORDER", "")
     if order == "reverse":
         items.reverse()
