@@ -25,7 +25,8 @@ def to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
 
 
 def outcome_metrics(spec) -> list[str]:
-    """The unit-level metrics a non-randomized design estimates: primary, secondary, guardrails."""
+    """The unit-level metrics a non-randomized design estimates: primary first, then secondary
+    metrics and guardrails (the spec refuses ratios and quantiles for these designs)."""
     return [m for m in spec.metric_roles() if spec.metric_kind(m) == "mean"]
 
 
@@ -41,8 +42,9 @@ def observational_units(conn, spec) -> pd.DataFrame:
     return to_pandas(frame)
 
 
-def rollout_panel(conn, spec) -> pd.DataFrame:
-    """The group × day panel of a staggered rollout's primary metric (see the module docstring)."""
+def rollout_panel(conn, spec, metric: str | None = None) -> pd.DataFrame:
+    """The group × day panel of a staggered rollout's ``metric`` (default: the primary; see the
+    module docstring)."""
     from psycopg import sql
 
     from liftlab.db import copy_out, qualified, read_frame
@@ -50,7 +52,7 @@ def rollout_panel(conn, spec) -> pd.DataFrame:
     from liftlab.sources.base import connection_info, read_only
     from liftlab.sources.warehouse import check_source, connection_of, experiment_sql
 
-    group, metric = spec.causal.group, spec.primary_metric
+    group, metric = spec.causal.group, metric or spec.primary_metric
     table = unit_table(spec)
     g = sql.Identifier(group)
     groups = read_frame(conn, sql.SQL("select {}::text as grp, count(*)::bigint as weight from {} group by 1").format(
@@ -64,7 +66,7 @@ def rollout_panel(conn, spec) -> pd.DataFrame:
         compiled = q.panel(metric, group, first, spec.end_date)
         values = copy_out(src, compiled.statement, compiled.params, {"grp": pl.Utf8, "day": pl.Date, "value": pl.Float64})
     truth = None
-    if adapter(spec).has_truth:
+    if adapter(spec).has_truth and metric == spec.primary_metric:
         from liftlab.synth.tables import truth_panel
 
         truth = truth_panel(conn, spec)

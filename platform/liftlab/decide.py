@@ -7,8 +7,12 @@ The rules, in order (each leaves a line in the rule trace):
 2. **Design** — a non-randomized design (observational study, staggered rollout) is never
    decided on a difference in means. It is decided on its preferred causal estimate from
    ``results.causal_effects`` (cross-fitted AIPW for an opt-in, the imputation DiD estimator
-   for a staggered rollout): ``SHIP`` when the CI lies in the good direction, ``ROLLBACK``
-   when it lies in the harmful one, ``HOLD`` otherwise or while no causal estimate exists.
+   for a staggered rollout), whose interval is at the spec's level 1 − α: ``SHIP`` when it lies
+   in the good direction and every guardrail, estimated with the same estimator, is
+   non-inferior (rule 4), ``ROLLBACK`` when it lies in the harmful one or a guardrail is
+   breached, ``HOLD`` otherwise or while no causal estimate exists. Its reasons say how robust
+   the estimate is (omitted-variable bound and placebo for an observational design, trends
+   and placebo adoption for a rollout).
 3. **Primary metric** — per non-baseline arm, on the best available estimate (CUPED when the
    metric has a pre-period covariate, else Welch / the delta method for ratios). Before the
    spec's ``end_date`` only the always-valid confidence sequence counts (daily looks keep the
@@ -80,14 +84,70 @@ PREFERRED_CAUSAL = {
 }
 
 
-def _decide_causal(spec: ExperimentSpec, causal: Sequence[Mapping], trace: list[dict]) -> Decision:
-    primary = spec.primary_metric
-    rows = [r for r in causal if str(r["metric"]).startswith(primary)]
-    chosen = None
-    for estimator, estimand in PREFERRED_CAUSAL.get(spec.design, []):
+def _diagnostics(row: Mapping) -> dict:
+    import json
+
+    d = row.get("diagnostics") or {}
+    return json.loads(d) if isinstance(d, str) else dict(d)
+
+
+def decision_estimate(design: str, metric: str, causal: Sequence[Mapping]) -> Mapping | None:
+    """The causal row a design is decided on for ``metric`` (first preferred estimator present)."""
+    from liftlab.causal.result import metric_label
+
+    label = metric_label(design, metric)
+    rows = [r for r in causal if r["metric"] == label]
+    for estimator, estimand in PREFERRED_CAUSAL.get(design, []):
         chosen = next((r for r in rows if r["estimator"] == estimator and r["estimand"] == estimand), None)
         if chosen is not None:
-            break
+            return chosen
+    return None
+
+
+def _level(row: Mapping, spec: ExperimentSpec) -> str:
+    level = row.get("level")
+    level = 1 - spec.alpha if not _finite(level) else float(level)
+    return f"{level * 100:g} %"
+
+
+def _with_relative(row: Mapping) -> dict:
+    from liftlab.causal.result import relative
+
+    out = dict(row)
+    if not _finite(out.get("rel_ci_low")) and _finite(out.get("baseline")):
+        out["rel_effect"], out["rel_ci_low"], out["rel_ci_high"] = relative(
+            out["estimate"], out["ci_low"], out["ci_high"], out["baseline"])
+    return out
+
+
+def robustness_text(design: str, row: Mapping, causal: Sequence[Mapping]) -> str | None:
+    """How robust a causal estimate is (omitted-variable bound, trends, placebo), one sentence."""
+    from liftlab.causal import sensitivity
+
+    diag = _diagnostics(row)
+    if design == "observational":
+        sens = diag.get("sensitivity")
+        if not sens:
+            return None
+        text = sensitivity.describe(sens)
+        placebo = next((r for r in causal if r["estimator"] == "placebo_permuted_treatment"
+                        and r["metric"] == row["metric"]), None)
+        if placebo is not None and _finite(placebo.get("ci_low")):
+            covers = placebo["ci_low"] <= 0 <= placebo["ci_high"]
+            text += (f"; placebo treatment (labels permuted): {placebo['estimate']:+.4g} "
+                     f"({placebo['ci_low']:+.4g} to {placebo['ci_high']:+.4g}) {'covers' if covers else 'EXCLUDES'} 0")
+        return text
+    if "sensitivity" in diag or "placebo_adoption" in diag:
+        return sensitivity.describe_trend(diag.get("sensitivity") or {}, diag.get("placebo_adoption"),
+                                          diag.get("pretrend_p"))
+    return None
+
+
+def _decide_causal(spec: ExperimentSpec, causal: Sequence[Mapping], trace: list[dict]) -> Decision:
+    """Rule 2: the design's preferred causal estimate of the primary metric decides, at the
+    spec's α; guardrails, each estimated with the same estimator, veto a SHIP as in rule 4."""
+    primary = spec.primary_metric
+    chosen = decision_estimate(spec.design, primary, causal)
     design = spec.design.replace("_", " ")
     if chosen is None:
         reason = f"{design} design: a difference in means is not a causal effect; no causal estimate of {primary} yet"
@@ -95,19 +155,53 @@ def _decide_causal(spec: ExperimentSpec, causal: Sequence[Mapping], trace: list[
         return Decision(spec.id, "HOLD", None, [reason], primary, trace)
     low, high, est = chosen["ci_low"], chosen["ci_high"], chosen["estimate"]
     sign = 1.0 if spec.direction(primary) == "higher_is_better" else -1.0
-    naive = next((r for r in rows if r["estimator"] == "naive_difference" and r["estimand"] == chosen["estimand"]), None)
+    naive = next((r for r in causal if r["metric"] == chosen["metric"] and r["estimator"] == "naive_difference"
+                  and r["estimand"] == chosen["estimand"]), None)
     text = (
-        f"{chosen['estimator']} {chosen['estimand']} of {chosen['metric']}: {est:+.4g} (95 % CI {low:+.4g} to {high:+.4g})"
+        f"{chosen['estimator']} {chosen['estimand']} of {chosen['metric']}: {est:+.4g} "
+        f"({_level(chosen, spec)} CI {low:+.4g} to {high:+.4g})"
         + (f"; the naive difference {naive['estimate']:+.4g} is confounded" if naive else "")
     )
     trace.append({"rule": "causal", "estimator": chosen["estimator"], "estimand": chosen["estimand"],
-                  "estimate": est, "ci_low": low, "ci_high": high})
-    variant = next(v.name for v in spec.variants if v.name != spec.baseline)
-    if sign * low > 0 and sign * high > 0:
-        return Decision(spec.id, "SHIP", variant, [f"{design} design, decided on its causal estimate: {text}"], primary, trace)
+                  "estimate": est, "ci_low": low, "ci_high": high, "level": chosen.get("level")})
+    robust = robustness_text(spec.design, chosen, causal)
+    extra = [robust] if robust else []
+    if robust:
+        trace.append({"rule": "sensitivity", "detail": robust})
+    variant = spec.treated_variant
+    if not (_finite(low) and _finite(high)):
+        return Decision(spec.id, "HOLD", None, [f"{design} design: {text} has no interval", *extra], primary, trace)
     if sign * low < 0 and sign * high < 0:
-        return Decision(spec.id, "ROLLBACK", None, [f"{design} design, causal estimate shows harm: {text}"], primary, trace)
-    return Decision(spec.id, "HOLD", None, [f"{design} design, causal estimate inconclusive: {text}"], primary, trace)
+        return Decision(spec.id, "ROLLBACK", None, [f"{design} design, causal estimate shows harm: {text}", *extra],
+                        primary, trace)
+    if not (sign * low > 0 and sign * high > 0):
+        return Decision(spec.id, "HOLD", None, [f"{design} design, causal estimate inconclusive: {text}", *extra],
+                        primary, trace)
+    vetoes, breaches = [], []
+    for guardrail in spec.guardrails:
+        row = next((r for r in causal if r["metric"] == _label(spec, guardrail.metric)
+                    and r["estimator"] == chosen["estimator"] and r["estimand"] == chosen["estimand"]), None)
+        status, detail = ("INCONCLUSIVE", f"{guardrail.metric}: no {chosen['estimator']} estimate") if row is None else \
+            guardrail_status(_with_relative(row), spec.guardrail_direction(guardrail), guardrail.tolerance)
+        trace.append({"rule": "guardrail", "variant": variant, "metric": guardrail.metric, "status": status,
+                      "estimator": chosen["estimator"], "detail": detail})
+        if status == "BREACH":
+            breaches.append(f"guardrail {detail}")
+        elif status != "PASS":
+            vetoes.append(f"guardrail {detail}")
+    if breaches:
+        return Decision(spec.id, "ROLLBACK", None, [*breaches, f"{design} design: {text}", *extra], primary, trace)
+    if vetoes:
+        return Decision(spec.id, "HOLD", None, [*vetoes, f"{design} design: {text}", *extra], primary, trace)
+    guard = ["all guardrails within their non-inferiority margins (same estimator)"] if spec.guardrails else []
+    return Decision(spec.id, "SHIP", variant, [f"{design} design, decided on its causal estimate: {text}", *guard, *extra],
+                    primary, trace)
+
+
+def _label(spec: ExperimentSpec, metric: str) -> str:
+    from liftlab.causal.result import metric_label
+
+    return metric_label(spec.design, metric)
 
 
 #: Which estimate of a (metric, arm) the rules use, in order of preference.

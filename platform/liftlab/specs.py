@@ -474,6 +474,16 @@ class ExperimentSpec(_Strict):
         elif len(names) != 2:
             raise _KeyedError("causal.treatment", f"with {len(names)} variants, say which arm is treated: "
                                                   "causal: {treatment: {variant: <name>}}")
+        used = [("primary_metric", self.primary_metric)]
+        used += [(f"secondary_metrics.{i}", m) for i, m in enumerate(self.secondary_metrics)]
+        used += [(f"guardrails.{i}.metric", g.metric) for i, g in enumerate(self.guardrails)]
+        for key, metric in used:
+            aggregate = self.catalogue.metric(metric).aggregate if self.uses_catalogue and metric in known else None
+            if self.metric_kind(metric) != "mean" or (self.design == "staggered_rollout" and aggregate == "max"):
+                raise _KeyedError(key, f"{metric!r} is a {aggregate or self.metric_kind(metric)} metric: a "
+                                       f"{self.design.replace('_', ' ')} estimates effects on unit-level sums, counts "
+                                       "and rates (each guardrail with the decision's estimator), not on "
+                                       "ratios, quantiles or maxima")
         pre = set(self.known_covariates()) | set(self.dimensions)
         for i, column in enumerate(self.causal_confounders()):
             key = f"causal.confounders.{i}" if causal.confounders else f"covariates.{i}"

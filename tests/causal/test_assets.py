@@ -79,8 +79,29 @@ def test_imputation_covers_truth_where_twfe_is_biased(effects):
     truth = imp["true_effect"]
     assert imp["ci_low"] <= truth <= imp["ci_high"], imp
     assert tw["estimate"] < 0.8 * truth and not (tw["ci_low"] <= truth <= tw["ci_high"]), tw
-    diag = json.loads(tw["diagnostics"])
-    assert diag["clusters"] == 16 and 0 <= diag["pretrend_p"] <= 1
+    assert json.loads(tw["diagnostics"])["clusters"] == 16
+    # the world's trends are parallel: the BJS pre-trend test and the placebo adoption find nothing
+    diag = json.loads(imp["diagnostics"])
+    assert diag["df"] == 15 and diag["pretrend_p"] > 0.05 and diag["placebo_adoption"]["passed"], diag
+    assert imp["level"] == 0.95 and imp["rel_ci_low"] == pytest.approx(imp["ci_low"] / imp["baseline"])
+
+
+def test_every_estimate_has_its_sensitivity_and_the_decision_quotes_it(effects, built):
+    """RV and E-value next to each observational estimate (RV_α < RV; E-value of the bound below
+    the point's), the placebo treatment covers 0, and the decision says how robust it is."""
+    obs = effects.filter((pl.col("study") == "ai_assistant_optin") & pl.col("estimand").is_in(["ATE", "ATT"])
+                         & ~pl.col("estimator").str.starts_with("placebo"))
+    for r in obs.iter_rows(named=True):
+        sens = json.loads(r["diagnostics"])["sensitivity"]
+        assert 0 <= sens["robustness_value_alpha"] <= sens["robustness_value"] < 1, r
+        assert sens["e_value"] >= sens["e_value_ci"] >= 1, r
+    placebo = row(effects, "ai_assistant_optin", "placebo_permuted_treatment", "ATE", "ai_calls")
+    assert placebo["ci_low"] <= 0 <= placebo["ci_high"]
+    with db.connect(built.info) as conn:
+        reasons = dict(conn.execute("select experiment_id, reasons::text from results.decisions "
+                                    "where experiment_id in ('ai_assistant_optin', 'regional_pricing')").fetchall())
+    assert "Cinelli–Hazlett robustness value" in reasons["ai_assistant_optin"]
+    assert "placebo adoption" in reasons["regional_pricing"] and "pre-trend test p" in reasons["regional_pricing"]
 
 
 def test_synthetic_control_ranks_treated_region_first(effects):
@@ -98,8 +119,8 @@ def test_synthetic_control_ranks_treated_region_first(effects):
 
 def test_plots_written_and_attached(built):
     folder = config.reports_dir() / "causal"
-    expected = {"ai_assistant_optin": ("overlap", "balance", "estimates"),
-                "regional_pricing": ("event_study", "synthetic_control")}
+    expected = {"ai_assistant_optin": ("overlap", "balance", "sensitivity", "estimates"),
+                "regional_pricing": ("event_study", "trend_sensitivity", "synthetic_control")}
     for experiment, names in expected.items():
         for name in names:
             assert (folder / f"{experiment}__{name}.png").stat().st_size > 1000

@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import psycopg
+import pytest
 from psycopg import sql
 
 from liftlab import db
@@ -195,3 +198,33 @@ def reference(data: TeamData) -> dict:
             "pre_orders_7d": float(pre.sum()), "refunds": float(refunds.sum()),
         }
     return out
+
+
+@contextmanager
+def team_pipeline(server: db.ConnInfo, folder: Path, specs: dict[str, str], catalogue: str, team_db: db.ConnInfo,
+                  prefix: str):
+    """Specs and a catalogue in a team's folder, liftlab's own scratch database, the whole pipeline
+    run with the team's database behind ``TEAM_DATABASE_URL``; yields (liftlab database, result)
+    with the environment still pointing at the team's folder. Drops liftlab's database after."""
+    import dagster as dg
+
+    from liftlab.defs.resources import PostgresResource
+    from liftlab.pipeline import run_pipeline
+    from tests.conftest import create_scratch_database, drop_database
+
+    (folder / "experiments").mkdir()
+    (folder / "metrics").mkdir()
+    for key, text in specs.items():
+        (folder / "experiments" / f"{key}.yaml").write_text(text)
+    (folder / "metrics" / "shop.yaml").write_text(catalogue)
+    liftlab_db = create_scratch_database(server, prefix=prefix)
+    try:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("LIFTLAB_EXPERIMENTS_DIR", str(folder / "experiments"))
+            mp.setenv("LIFTLAB_METRICS_DIR", str(folder / "metrics"))
+            mp.setenv("TEAM_DATABASE_URL", team_db.url())
+            result = run_pipeline(dg.DagsterInstance.ephemeral(),
+                                  {"postgres": PostgresResource(database_url=liftlab_db.url())}, log=lambda *_: None)
+            yield liftlab_db, result
+    finally:
+        drop_database(liftlab_db)

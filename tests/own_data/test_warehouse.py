@@ -8,37 +8,25 @@ from __future__ import annotations
 
 import datetime as dt
 
-import dagster as dg
 import numpy as np
 import pytest
 
 from liftlab import db
-from liftlab.defs.resources import PostgresResource
-from liftlab.pipeline import run_pipeline
-from tests.conftest import create_scratch_database, drop_database
-from tests.own_data.helpers import CATALOGUE, END, KEY, SPEC, START, create_team_database, draw, fingerprint, reference
+from tests.conftest import drop_database
+from tests.own_data.helpers import (
+    CATALOGUE, END, KEY, SPEC, START, create_team_database, draw, fingerprint, reference, team_pipeline,
+)
 
 
 @pytest.fixture(scope="module")
 def team(server, tmp_path_factory):
     data = draw()
     team_db = create_team_database(server, data)
-    folder = tmp_path_factory.mktemp("team")
-    (folder / "experiments").mkdir()
-    (folder / "metrics").mkdir()
-    (folder / "experiments" / f"{KEY}.yaml").write_text(SPEC)
-    (folder / "metrics" / "shop.yaml").write_text(CATALOGUE)
-    liftlab_db = create_scratch_database(server, prefix="liftlab_own")
     before = fingerprint(team_db)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LIFTLAB_EXPERIMENTS_DIR", str(folder / "experiments"))
-        mp.setenv("LIFTLAB_METRICS_DIR", str(folder / "metrics"))
-        mp.setenv("TEAM_DATABASE_URL", team_db.url())
-        result = run_pipeline(dg.DagsterInstance.ephemeral(), {"postgres": PostgresResource(database_url=liftlab_db.url())},
-                              log=lambda *_: None)
+    with team_pipeline(server, tmp_path_factory.mktemp("team"), {KEY: SPEC}, CATALOGUE, team_db, "liftlab_own") as (
+            liftlab_db, result):
         yield {"data": data, "ref": reference(data), "team": team_db, "db": liftlab_db, "result": result,
-               "before": before, "after": fingerprint(team_db), "folder": folder}
-    drop_database(liftlab_db)
+               "before": before, "after": fingerprint(team_db)}
     drop_database(team_db)
 
 

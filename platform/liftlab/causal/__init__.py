@@ -9,6 +9,10 @@
 * ``did``: two-way fixed effects, event study with a pre-trend test, imputation estimator
   for staggered adoption.
 * ``synthetic_control``: simplex-constrained weights, RMSPE, placebo-in-space p-value.
+* ``sensitivity``: robustness value (Cinelli–Hazlett), E-value, placebo treatment, the
+  sentences a decision quotes.
+* ``studies``: each design's estimators together (what ``causal/estimates`` and the coverage
+  studies call), intervals at the spec's α, each estimate with its sensitivity.
 """
 
 from liftlab.causal.result import Estimate

@@ -77,5 +77,5 @@ def matching_att(y, d, logit, caliper_sd: float = 0.1) -> tuple[Estimate, dict[s
         "n_treated": int(d.sum()), "n_matched_treated": n1, "n_unmatched_treated": int(m["n_unmatched"]),
         "n_distinct_controls": int((k > 0).sum()), "max_control_reuse": int(k.max()),
         "replacement": True, "ratio": 1,
-    })
+    }, baseline=float(y[m["control"]].mean()))
     return est, m

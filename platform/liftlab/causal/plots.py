@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 #: Plots of a causal analysis, in the order a report shows them (``reports/causal/<id>__<name>.png``).
-FIGURES = ("estimates", "overlap", "balance", "event_study", "synthetic_control")
+FIGURES = ("estimates", "overlap", "balance", "sensitivity", "event_study", "trend_sensitivity", "synthetic_control")
 
 
 def _fig():
@@ -27,16 +27,74 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def overlap_plot(scores: dict[str, np.ndarray], d: np.ndarray) -> bytes:
+def overlap_plot(scores: dict[str, np.ndarray], d: np.ndarray, treated: str = "treated",
+                 untreated: str = "untreated") -> bytes:
+    """Propensity histograms by arm, per propensity model (the overlap diagnostic)."""
     plt = _fig()
     fig, axes = plt.subplots(1, len(scores), figsize=(5 * len(scores), 3.5), squeeze=False)
     bins = np.linspace(0, 1, 41)
     for ax, (name, e) in zip(axes[0], scores.items()):
-        ax.hist(e[d == 0], bins=bins, alpha=0.6, density=True, label="not opted in")
-        ax.hist(e[d == 1], bins=bins, alpha=0.6, density=True, label="opted in")
+        ax.hist(e[d == 0], bins=bins, alpha=0.6, density=True, label=untreated)
+        ax.hist(e[d == 1], bins=bins, alpha=0.6, density=True, label=treated)
+        for x in (0.1, 0.9):
+            ax.axvline(x, color="grey", ls=":", lw=0.8)
         ax.set_title(f"propensity ({name}, cross-fitted)")
-        ax.set_xlabel("P(opt in | X)")
+        ax.set_xlabel(f"P({treated} | X)")
         ax.legend()
+    return _png(fig)
+
+
+def sensitivity_plot(estimate: float, se: float, df: int, rv: float, benchmarks: list[dict], label: str) -> bytes:
+    """Cinelli–Hazlett contour: the estimate after the largest bias a confounder with partial
+    R² (treatment, outcome) could cause; the 0 contour, the robustness value on the diagonal and
+    the observed covariates as reference points."""
+    from liftlab.causal.sensitivity import adjusted_estimate
+
+    plt = _fig()
+    top = max(0.3, 1.6 * rv if np.isfinite(rv) else 0.3,
+              *[1.3 * max(b["r2_dx"], b["r2_yx"]) for b in benchmarks]) if benchmarks else max(0.3, 1.6 * rv)
+    top = min(top, 0.95)
+    grid = np.linspace(0, top, 121)
+    dz, yz = np.meshgrid(grid, grid)
+    adj = adjusted_estimate(estimate, se, df, dz, yz)
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    cs = ax.contour(dz, yz, adj, levels=9, colors="grey", linewidths=0.7)
+    ax.clabel(cs, fontsize=7, fmt="%.3g")
+    ax.contour(dz, yz, adj, levels=[0], colors="red", linewidths=1.8)
+    if np.isfinite(rv):
+        ax.plot([rv], [rv], "rD")
+        ax.annotate(f"RV = {rv:.1%}", (rv, rv), textcoords="offset points", xytext=(6, -10), color="red", fontsize=8)
+    for b in benchmarks:
+        ax.plot([b["r2_dx"]], [b["r2_yx"]], "ko", ms=4)
+        ax.annotate(b["covariate"], (b["r2_dx"], b["r2_yx"]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_xlabel("partial R² of the confounder with the treatment")
+    ax.set_ylabel("partial R² with the outcome")
+    ax.set_title(f"{label}: estimate {estimate:+.3g}; red = explained away", fontsize=9)
+    return _png(fig)
+
+
+def trend_sensitivity_plot(att: float, ci: tuple[float, float], sens: dict, label: str) -> bytes:
+    """A rollout's ATT if treated groups had drifted by δ per period since adoption (bias
+    δ·h̄), with the pre-period trend's interval shaded: where the line crosses 0 inside the
+    shaded band, trends like those seen before the launch could explain the effect."""
+    plt = _fig()
+    hbar = sens.get("mean_periods_since_adoption") or float("nan")
+    brk = sens.get("breakdown_trend_per_period") or float("nan")
+    lo, hi = (sens.get("pretrend_slope_ci") or [float("nan"), float("nan")])[:2]
+    span = np.nanmax(np.abs([brk, lo or np.nan, hi or np.nan, 1e-9])) * 1.6
+    delta = np.linspace(-span, span, 101)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(delta, att - delta * hbar, color="C0", label="ATT corrected for a drift δ")
+    ax.fill_between(delta, ci[0] - delta * hbar, ci[1] - delta * hbar, color="C0", alpha=0.15)
+    ax.axhline(0, color="black", lw=0.8)
+    if lo is not None and hi is not None and np.isfinite(lo) and np.isfinite(hi):
+        ax.axvspan(lo, hi, color="orange", alpha=0.25, label="pre-period trend (CI)")
+    if np.isfinite(brk):
+        ax.axvline(brk, color="red", ls="--", lw=1, label=f"breakdown δ* = {brk:+.3g}")
+    ax.set_xlabel("differential trend δ per period since adoption")
+    ax.set_ylabel("ATT")
+    ax.set_title(label, fontsize=9)
+    ax.legend(fontsize=7)
     return _png(fig)
 
 

@@ -27,7 +27,7 @@ class OlsFit:
 
     @property
     def se(self) -> np.ndarray:
-        return np.sqrt(np.diag(self.cov))
+        return np.sqrt(np.maximum(np.diag(self.cov), 0))
 
 
 def ols(y, X, weights=None, cov_type: str = "HC1", clusters=None) -> OlsFit:
@@ -76,4 +76,5 @@ def regression_adjustment(y, d, X, estimand: str = "ATE") -> Estimate:
     design = np.column_stack([np.ones_like(d), d, Xc, Xc * d[:, None]])
     fit = ols(y, design, cov_type="HC1")
     return Estimate.normal("regression_adjustment", estimand, fit.coef[1], fit.se[1], len(y),
-                           {"covariates": int(keep.sum()), "cov_type": "HC1", "interacted": True})
+                           {"covariates": int(keep.sum()), "cov_type": "HC1", "interacted": True,
+                            "residual_df": int(fit.n - fit.k)}, baseline=float(fit.coef[0]))

@@ -23,7 +23,8 @@ def naive_difference(y, d) -> Estimate:
     y1, y0 = y[d], y[~d]
     se = np.sqrt(y1.var(ddof=1) / len(y1) + y0.var(ddof=1) / len(y0))
     return Estimate.normal("naive_difference", "ATE", y1.mean() - y0.mean(), se, len(y),
-                           {"mean_treated": float(y1.mean()), "mean_control": float(y0.mean())})
+                           {"mean_treated": float(y1.mean()), "mean_control": float(y0.mean())},
+                           baseline=float(y0.mean()))
 
 
 def ipw(y, d, e, estimand: str = "ATE", bounds=(0.01, 0.99)) -> Estimate:
@@ -52,7 +53,7 @@ def ipw(y, d, e, estimand: str = "ATE", bounds=(0.01, 0.99)) -> Estimate:
         "ess_treated": float(w1.sum() ** 2 / (w1 ** 2).sum()),
         "ess_control": float(w0.sum() ** 2 / (w0 ** 2).sum()),
         "mean_stabilized_weight": float(((w1 + w0)).mean()) if estimand == "ATE" else None,
-    })
+    }, baseline=mu0)
 
 
 def _regressor(model: str, seed: int):
@@ -102,15 +103,17 @@ def aipw(y, d, e, m1, m0, estimand: str = "ATE", bounds=(0.01, 0.99),
         psi = m1 - m0 + d * (y - m1) / e - (1 - d) * (y - m0) / (1 - e)
         theta = psi.mean()
         infl = psi - theta
+        baseline = float((m0 + (1 - d) * (y - m0) / (1 - e)).mean())  # AIPW estimate of E[Y(0)]
     elif estimand == "ATT":
         p = d.mean()
         psi = d * (y - m0) - (1 - d) * e / (1 - e) * (y - m0)
         theta = psi.sum() / d.sum()
         infl = (psi - d * theta) / p
+        baseline = float(y[d == 1].mean() - theta)  # E[Y(0) | treated]
     else:
         raise ValueError(estimand)
     se = infl.std(ddof=1) / np.sqrt(n)
-    return Estimate.normal(estimator, estimand, theta, se, n, {"clip_bounds": list(bounds)})
+    return Estimate.normal(estimator, estimand, theta, se, n, {"clip_bounds": list(bounds)}, baseline=baseline)
 
 
 def aipw_cross_fit(y, d, X, estimands=("ATE", "ATT"), propensity_model: str = "logistic",

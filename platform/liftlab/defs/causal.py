@@ -12,6 +12,13 @@ read through the source layer (any source kind):
   test, the imputation estimator of Borusyak, Jaravel & Spiess (2024), and, when the spec names
   a group adopting alone, its synthetic control with a placebo-in-space p-value.
 
+Every interval is at the spec's level 1 − α (t(G − 1) critical values for the DiD estimators);
+every outcome metric — guardrails included — is estimated with the same estimators, so a
+guardrail can veto the decision. Next to each estimate: its sensitivity (observational: the
+Cinelli–Hazlett robustness value and the E-value, propensity overlap, a placebo-treatment
+refutation; rollout: the pre-trend test, a placebo adoption and the differential trend that
+would erase the effect).
+
 A randomized experiment has nothing to do here. Estimates go to ``results.causal_effects``
 (the experiment's slice); plots are PNGs under ``reports/causal/<id>__<plot>.png``. Ground
 truth is attached only where a truth source exists (the synthetic world). The statistics live
@@ -36,7 +43,8 @@ from liftlab.defs.resources import PostgresResource
 COLUMNS = {
     "study": pl.Utf8, "analysis": pl.Utf8, "metric": pl.Utf8, "estimand": pl.Utf8, "estimator": pl.Utf8,
     "estimate": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "se": pl.Float64, "n": pl.Int64,
-    "diagnostics": pl.Utf8, "true_effect": pl.Float64, "run_id": pl.Utf8,
+    "level": pl.Float64, "baseline": pl.Float64, "rel_effect": pl.Float64, "rel_ci_low": pl.Float64,
+    "rel_ci_high": pl.Float64, "diagnostics": pl.Utf8, "true_effect": pl.Float64, "run_id": pl.Utf8,
 }
 
 
@@ -59,11 +67,17 @@ def _num(x):
 
 def rows_frame(study: str, analysis: str, items, run_id: str | None) -> pl.DataFrame:
     """``items``: (metric, Estimate, true_effect or None)."""
-    rows = [{
-        "study": study, "analysis": analysis, "metric": metric, "estimand": e.estimand, "estimator": e.estimator,
-        "estimate": _num(e.estimate), "ci_low": _num(e.ci_low), "ci_high": _num(e.ci_high), "se": _num(e.se),
-        "n": int(e.n), "diagnostics": json.dumps(_clean(e.diagnostics)), "true_effect": _num(t), "run_id": run_id,
-    } for metric, e, t in items]
+    from liftlab.causal.result import relative
+
+    rows = []
+    for metric, e, t in items:
+        rel = relative(e.estimate, e.ci_low, e.ci_high, e.baseline)
+        rows.append({
+            "study": study, "analysis": analysis, "metric": metric, "estimand": e.estimand, "estimator": e.estimator,
+            "estimate": _num(e.estimate), "ci_low": _num(e.ci_low), "ci_high": _num(e.ci_high), "se": _num(e.se),
+            "n": int(e.n), "level": _num(e.level), "baseline": _num(e.baseline), "rel_effect": _num(rel[0]),
+            "rel_ci_low": _num(rel[1]), "rel_ci_high": _num(rel[2]), "diagnostics": json.dumps(_clean(e.diagnostics)),
+            "true_effect": _num(t), "run_id": run_id})
     return pl.DataFrame(rows, schema=COLUMNS)
 
 
@@ -79,7 +93,27 @@ def _plot_metadata(experiment_id: str, name: str, png: bytes) -> dict[str, dg.Me
 
 def _preview(frame: pl.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.md(markdown_table(
-        frame.select("metric", "estimand", "estimator", "estimate", "ci_low", "ci_high", "true_effect"), max_rows=60))
+        frame.select("metric", "estimand", "estimator", "estimate", "ci_low", "ci_high", "level", "rel_effect",
+                     "true_effect"), max_rows=80))
+
+
+def _decision_row(spec, frame: pl.DataFrame) -> dict | None:
+    from liftlab.decide import decision_estimate
+
+    return decision_estimate(spec.design, spec.primary_metric, frame.to_dicts())
+
+
+def _robustness_metadata(spec, frame: pl.DataFrame) -> dict:
+    """The decision estimate and its robustness sentence, as the decision will quote them."""
+    from liftlab.decide import robustness_text
+
+    row = _decision_row(spec, frame)
+    if row is None:
+        return {}
+    text = robustness_text(spec.design, row, frame.to_dicts())
+    return {"decision_estimate": f"{row['estimator']} {row['estimand']}: {row['estimate']:+.4g} "
+                                 f"({row['level']:.0%} CI {row['ci_low']:+.4g} to {row['ci_high']:+.4g})",
+            **({"robustness": dg.MetadataValue.md(text)} if text else {})}
 
 
 def _truth(conn, spec) -> dict[tuple[str, str], float]:
@@ -131,7 +165,8 @@ def _observational(context, postgres, spec) -> dg.MaterializeResult:
             raise dg.Failure(f"{spec.id}: no treated and untreated units to compare in its unit table",
                              allow_retries=False)
         res = selection_on_observables(units, metrics, spec.treated_variant, spec.causal_confounders(),
-                                       estimators=spec.causal.estimators if spec.causal else ("aipw", "ipw", "matching", "regression"))
+                                       estimators=spec.causal.estimators if spec.causal else ("aipw", "ipw", "matching", "regression"),
+                                       alpha=spec.alpha)
         items = [(m, e, truth.get((m, e.estimand))) for m, e in res.estimates]
         frame = rows_frame(spec.id, "selection_on_observables", items, context.run_id)
         replace_slice(conn, "results.causal_effects", frame, where={"study": spec.id})
@@ -140,9 +175,18 @@ def _observational(context, postgres, spec) -> dg.MaterializeResult:
                       {c: res.balance[c].tolist() for c in ("covariate", "smd_before", "smd_after", "smd_after_ipw")}),
                       max_rows=60)),
                   "max_abs_smd_after_matching": float(res.balance["smd_after"].abs().max()),
-                  "overlap": dg.MetadataValue.json(_clean(res.overlap))}
-    meta |= _plot_metadata(spec.id, "overlap", plots.overlap_plot(res.propensity, res.d))
+                  "overlap": dg.MetadataValue.json(_clean(res.overlap)),
+                  "sensitivity_benchmarks": dg.MetadataValue.json(_clean(res.benchmarks))}
+    meta |= _robustness_metadata(spec, frame)
+    meta |= _plot_metadata(spec.id, "overlap", plots.overlap_plot(res.propensity, res.d, spec.treated_variant, spec.baseline))
     meta |= _plot_metadata(spec.id, "balance", plots.love_plot(res.balance))
+    chosen = _decision_row(spec, frame)
+    if chosen is not None:
+        sens = json.loads(chosen["diagnostics"]).get("sensitivity")
+        if sens:
+            meta |= _plot_metadata(spec.id, "sensitivity", plots.sensitivity_plot(
+                chosen["estimate"], chosen["se"], sens["df"], sens["robustness_value"], res.benchmarks,
+                f"{spec.id}: {chosen['estimator']} {chosen['estimand']} of {spec.primary_metric}"))
     pdf = pd.DataFrame(frame.select("estimator", "estimand", "estimate", "ci_low", "ci_high", "true_effect",
                                     "metric").to_dict(as_series=False))
     primary = pdf[pdf["metric"] == spec.primary_metric].reset_index(drop=True)
@@ -153,42 +197,57 @@ def _observational(context, postgres, spec) -> dg.MaterializeResult:
 def _staggered(context, postgres, spec) -> dg.MaterializeResult:
     import numpy as np
 
-    from liftlab.causal import plots
-    from liftlab.causal.result import Estimate
+    from liftlab.causal import did, plots
+    from liftlab.causal.result import Estimate, metric_label
     from liftlab.causal.studies import staggered_rollout, synthetic_control_study
-    from liftlab.causal_inputs import rollout_panel, true_att
+    from liftlab.causal_inputs import outcome_metrics, rollout_panel, true_att
 
-    metric = f"{spec.primary_metric}_per_unit_day"
+    alpha = spec.alpha
+    metric = metric_label(spec.design, spec.primary_metric)
+    others = [m for m in outcome_metrics(spec) if m != spec.primary_metric]
     with postgres.connect() as conn:
         panel = rollout_panel(conn, spec)
+        other_panels = {m: rollout_panel(conn, spec, m) for m in others}
         truth = _truth(conn, spec)
     if panel.empty or panel["first_treat"].notna().sum() == 0:
         raise dg.Failure(f"{spec.id}: no group of {spec.causal.group!r} adopts {spec.treated_variant!r} in the "
                          "assignments", allow_retries=False)
-    res = staggered_rollout(panel)
+    res = staggered_rollout(panel, alpha=alpha)
     att = truth.get((metric, "ATT"))
     known = panel["true_effect"].notna().any()
     cells = panel[panel["first_treat"].notna() & (panel["time"] >= panel["first_treat"])]
     cells = cells.assign(h=cells["time"] - cells["first_treat"], wt=cells["true_effect"] * cells["weight"])
     truth_h = (cells.groupby("h")["wt"].sum() / cells.groupby("h")["weight"].sum()) if known else None
     items = [(metric, res.twfe, att), (metric, res.imputation, att)]
+    if res.placebo is not None:
+        items.append((metric, res.placebo, None))
     for r in res.by_horizon.itertuples():
-        e = Estimate.normal("imputation_did", f"ATT(e={int(r.horizon)})", r.estimate, r.se, 0)
+        e = Estimate("imputation_did", f"ATT(e={int(r.horizon)})", r.estimate, r.se, r.ci_low, r.ci_high, 0,
+                     {"df": res.imputation.diagnostics["df"]}, r.baseline, 1 - alpha)
         items.append((metric, e, _num(truth_h.get(float(r.horizon))) if truth_h is not None else None))
     for r in res.event_study["table"].itertuples():
         e = Estimate("twfe_event_study", f"ATT(e={int(r.start)}..{int(r.end)})", r.estimate, r.se, r.ci_low,
-                     r.ci_high, 0, {"reference_bin_days": "-7..-1"})
+                     r.ci_high, 0, {"reference_bin_days": "-7..-1"}, level=1 - alpha)
         band = cells[(cells["h"] >= r.start) & (cells["h"] <= r.end)]
         tb = float(band["wt"].sum() / band["weight"].sum()) if known and len(band) else None
         items.append((metric, e, tb))
     if known:
         res.imputation.diagnostics["true_att_from_panel"] = true_att(panel)
+    # secondary metrics and guardrails: the same estimators on their own panels
+    for m, p in other_panels.items():
+        label = metric_label(spec.design, m)
+        items += [(label, did.twfe(p, alpha=alpha), truth.get((label, "ATT"))),
+                  (label, did.imputation_did(p, horizons=False, alpha=alpha)["overall"], truth.get((label, "ATT")))]
     meta = {"twfe": res.twfe.estimate, "imputation_att": res.imputation.estimate,
-            "imputation_ci": [res.imputation.ci_low, res.imputation.ci_high], "true_att": _num(att),
-            "pretrend_p": _num(res.event_study["pretrend_p"]), "groups": int(np.unique(panel["unit"]).size)}
+            "imputation_ci": [res.imputation.ci_low, res.imputation.ci_high], "level": 1 - alpha,
+            "true_att": _num(att), "pretrend_p": _num(res.imputation.diagnostics["pretrend_p"]),
+            "groups": int(np.unique(panel["unit"]).size), "metrics": [metric, *map(str, others)]}
     meta |= _plot_metadata(spec.id, "event_study", plots.event_study_plot(
         res.event_study["table"], res.by_horizon, truth_h, res.twfe.estimate, res.imputation.estimate, att,
         ylabel=f"Δ {spec.primary_metric} per unit and day"))
+    meta |= _plot_metadata(spec.id, "trend_sensitivity", plots.trend_sensitivity_plot(
+        res.imputation.estimate, (res.imputation.ci_low, res.imputation.ci_high),
+        res.imputation.diagnostics["sensitivity"], f"{spec.id}: imputation ATT of {metric}"))
     sc = spec.causal.synthetic_control
     if sc is not None:
         firsts = panel.groupby("unit")["first_treat"].first()
@@ -204,6 +263,7 @@ def _staggered(context, postgres, spec) -> dg.MaterializeResult:
         true_post = float(post["true_effect"].mean()) if known and post["true_effect"].notna().all() else None
         if true_post is not None:
             scr["estimate"].diagnostics["truth"] = "mean true effect of the treated group over its post days"
+        scr["estimate"].level = 1 - alpha
         items.append((metric, scr["estimate"], true_post))
         meta |= {"synthetic_control_att": scr["estimate"].estimate, "placebo_p_value": scr["p_value"],
                  "synthetic_control_weights": dg.MetadataValue.json(scr["estimate"].diagnostics["weights"])}
@@ -211,6 +271,7 @@ def _staggered(context, postgres, spec) -> dg.MaterializeResult:
     frame = rows_frame(spec.id, "staggered_rollout", items, context.run_id)
     with postgres.connect() as conn:
         replace_slice(conn, "results.causal_effects", frame, where={"study": spec.id})
+    meta |= _robustness_metadata(spec, frame)
     meta |= {"dagster/row_count": frame.height,
              "estimates": _preview(frame.filter(~pl.col("estimand").str.starts_with("ATT(e="))),
              "event_study": _preview(frame.filter(pl.col("estimator") == "twfe_event_study"))}

@@ -29,7 +29,8 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
     )
     power_rows = read_frame(conn, "select experiment_id, metric, variant, power_at_mde, days_needed from results.power")
     causal_rows = read_frame(
-        conn, "select study, metric, estimand, estimator, estimate, ci_low, ci_high from results.causal_effects"
+        conn, "select study, metric, estimand, estimator, estimate, ci_low, ci_high, level, baseline, rel_effect, "
+        "rel_ci_low, rel_ci_high, diagnostics::text as diagnostics from results.causal_effects"
     )
     rows = []
     for item in load_specs():

@@ -93,17 +93,50 @@ def uplift_section(conn: psycopg.Connection, data: ReportData) -> None:
 
 
 def causal_section(conn: psycopg.Connection, data: ReportData) -> None:
+    """A design that was not randomized: the estimator table at the spec's level, the robustness
+    of each estimate, the covariate balance before and after adjustment, the event study and
+    the figures of ``causal/estimates`` (overlap, balance, sensitivity, event study, trends)."""
     if not _table_exists(conn, "results.causal_effects"):
         return
     frame = read_frame(
         conn,
-        "select analysis, metric, estimand, estimator, estimate, ci_low, ci_high, true_effect "
-        "from results.causal_effects where study = %s and estimand in ('ATE', 'ATT') order by 1, 2, 3, 4",
+        "select metric, estimand, estimator, estimate, ci_low, ci_high, level, rel_effect, true_effect "
+        "from results.causal_effects where study = %s and (estimand in ('ATE', 'ATT', 'ATE_overlap')) "
+        "order by metric, estimator like 'placebo%%', estimand, estimator",
         (data.experiment_id,),
     )
     if frame.is_empty():
         return
-    data.extra_tables.append(("Causal estimates (not randomized)", frame))
+    data.extra_tables.append(("Causal estimates (not randomized; level = the interval's 1 − α)", frame))
+    robustness = read_frame(
+        conn,
+        "select metric, estimand, estimator, robustness_value, robustness_value_alpha, e_value, e_value_ci, "
+        "breakdown_trend_per_period, pretrend_p, share_outside_crump, placebo_adoption_passed "
+        "from results.v_causal_sensitivity where study = %s and estimand in ('ATE', 'ATT') "
+        "and (robustness_value is not null or breakdown_trend_per_period is not null) order by 1, 3, 2",
+        (data.experiment_id,),
+    )
+    if not robustness.is_empty():
+        data.extra_tables.append(("Robustness to unobserved confounding and to trends", robustness.select(
+            [c for c in robustness.columns if not robustness[c].is_null().all()])))
+    balance = read_frame(
+        conn,
+        "select b.covariate, b.smd_before, b.smd_after as smd_after_matching, b.smd_after_ipw "
+        "from results.causal_effects c, jsonb_to_recordset(c.diagnostics->'balance') "
+        "as b(covariate text, smd_before double precision, smd_after double precision, smd_after_ipw double precision) "
+        "where c.study = %s and c.diagnostics ? 'balance' order by abs(b.smd_before) desc",
+        (data.experiment_id,),
+    )
+    if not balance.is_empty():
+        data.extra_tables.append(("Covariate balance (standardized mean differences before and after)", balance))
+    events = read_frame(
+        conn,
+        "select estimand as bin, estimate, ci_low, ci_high, level from results.causal_effects "
+        "where study = %s and estimator = 'twfe_event_study' order by (regexp_match(estimand, '-?[0-9]+'))[1]::int",
+        (data.experiment_id,),
+    )
+    if not events.is_empty():
+        data.extra_tables.append(("Event study (TWFE bins; leads test parallel trends)", events))
     from liftlab.causal.plots import FIGURES
 
     folder = config.reports_dir() / "causal"
