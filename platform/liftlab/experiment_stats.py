@@ -40,6 +40,8 @@ EFFECT_COLUMNS = [
     "theta", "variance_reduction", "rho2",
     # 010_own_data
     "n_window_incomplete",
+    # 012_one_estimate
+    "is_decision_estimate",
 ]
 
 
@@ -207,12 +209,28 @@ def experiment_effects(daily: pl.DataFrame, spec: ExperimentSpec, window_incompl
     if window_incomplete is not None:
         for metric, (y, _, d) in metric_plan(spec).items():
             left_out[metric] = max(int(window_incomplete.get(c, 0)) for c in (y, d) if c is not None)
-    return table.with_columns(
+    return mark_decision_estimates(table.with_columns(
         pl.lit(spec.id).alias("experiment_id"),
         pl.lit(spec.alpha).alias("alpha"),
         pl.col("metric").replace_strict(options["kinds"], default="mean").alias("metric_kind"),
         pl.col("metric").replace_strict(left_out, default=None, return_dtype=pl.Int64).alias("n_window_incomplete"),
-    )
+    ), spec)
+
+
+def mark_decision_estimates(table: pl.DataFrame, spec: ExperimentSpec) -> pl.DataFrame:
+    """``is_decision_estimate``: the one row per metric × arm the decision reads (the first
+    method of ``decide.METHOD_PREFERENCE`` present) — what reports, plots and the scorecard show.
+    A design that was not randomized is decided on its causal estimate: none of its rows is."""
+    from liftlab.decide import METHOD_PREFERENCE
+
+    if table.is_empty():
+        return table.with_columns(pl.lit(False).alias("is_decision_estimate"))
+    rank = {m: i for i, m in enumerate(METHOD_PREFERENCE)}
+    ranked = table.with_columns(pl.col("method").replace_strict(rank, default=len(rank), return_dtype=pl.Int64).alias("_rank"))
+    best = pl.col("_rank") == pl.col("_rank").min().over("metric", "variant")
+    return ranked.with_columns(
+        (best & (pl.col("_rank") < len(rank)) & pl.lit(spec.design == "randomized")).alias("is_decision_estimate")
+    ).drop("_rank")
 
 
 LOOK_COLUMNS = [

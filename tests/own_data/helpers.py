@@ -216,7 +216,8 @@ def team_pipeline(server: db.ConnInfo, folder: Path, specs: dict[str, str], cata
     (folder / "metrics").mkdir()
     for key, text in specs.items():
         (folder / "experiments" / f"{key}.yaml").write_text(text)
-    (folder / "metrics" / "shop.yaml").write_text(catalogue)
+    if catalogue:
+        (folder / "metrics" / "shop.yaml").write_text(catalogue)
     liftlab_db = create_scratch_database(server, prefix=prefix)
     try:
         with pytest.MonkeyPatch.context() as mp:

@@ -32,15 +32,29 @@ def spec_for_partition(partition_key: str) -> LoadedSpec:
     return specs[partition_key]
 
 
+def _cell(value, column: str, digits: int) -> str:
+    """One readable cell: no ``nan``, p-values that underflowed shown as a bound, booleans as ✓."""
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if isinstance(value, bool):
+        return "✓" if value else ""
+    if isinstance(value, float):
+        if column.startswith("p_value") and value < 10 ** -digits:
+            return "<1e-16" if value < 1e-16 else f"{value:.1e}"
+        if abs(value) >= 10 ** digits:
+            return f"{value:,.0f}"
+        return f"{value:.{digits}g}" if value != 0 and abs(value) < 10 ** -digits else f"{round(value, digits):g}"
+    return str(value).replace("|", "\\|")
+
+
 def markdown_table(frame: pl.DataFrame, max_rows: int = 30, float_digits: int = 4) -> str:
     """A small Markdown preview of a frame for asset metadata."""
     if frame.is_empty():
         return "_(no rows)_"
-    shown = frame.head(max_rows).with_columns(
-        [pl.col(c).round(float_digits) for c, t in frame.schema.items() if t in (pl.Float32, pl.Float64)]
-    )
+    shown = frame.head(max_rows)
     header = "| " + " | ".join(shown.columns) + " |"
     rule = "|" + "---|" * len(shown.columns)
-    rows = ["| " + " | ".join("" if v is None else str(v) for v in row) + " |" for row in shown.iter_rows()]
+    rows = ["| " + " | ".join(_cell(v, c, float_digits) for c, v in zip(shown.columns, row)) + " |"
+            for row in shown.iter_rows()]
     more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
     return "\n".join([header, rule, *rows, *more])

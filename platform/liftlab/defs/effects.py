@@ -208,9 +208,16 @@ def effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg
         # cuped rows before welch_t / delta_method rows of the same metric and variant
         table = table.sort("metric", "variant", pl.col("method") != "cuped").select(EFFECT_COLUMNS)
         replace_slice(conn, "results.effects", table, where={"experiment_id": spec.id})
-    preview = table.select("metric", "variant", "method", "abs_effect", "rel_effect", "p_value", "p_value_adj", "cs_low", "cs_high",
-                           "variance_reduction", "n_window_incomplete")
-    return dg.MaterializeResult(metadata={"dagster/row_count": table.height, "preview": dg.MetadataValue.md(markdown_table(preview))})
+    preview = table.sort(pl.col("is_decision_estimate").not_(), "metric", "variant").select(
+        "metric", "variant", "method", pl.col("is_decision_estimate").alias("decides"), "abs_effect", "rel_effect",
+        "rel_ci_low", "rel_ci_high", "p_value_adj", "cs_low", "cs_high", "variance_reduction", "n_window_incomplete")
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": table.height,
+        "preview": dg.MetadataValue.md(
+            ("_A design that was not randomized is decided on causal/estimates: these are confounded differences "
+             "in means._\n\n" if spec.design != "randomized" else "")
+            + f"`decides` marks the estimate the decision reads; intervals at {1 - spec.alpha:.0%}.\n\n"
+            + markdown_table(preview, max_rows=60))})
 
 
 @dg.asset(

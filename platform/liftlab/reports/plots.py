@@ -35,34 +35,45 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def forest_plot(effects: pl.DataFrame, title: str, directions: dict[str, str] | None = None) -> bytes:
-    """Relative effect with its CI per metric × arm.
+def forest_plot(effects: pl.DataFrame, title: str, directions: dict[str, str] | None = None,
+                tolerances: dict[str, tuple[float, str]] | None = None, level: str = "95%") -> bytes:
+    """Relative effect with its CI per metric × arm, one row each (the estimates the decision read).
 
-    Significant moves are green when they go in the metric's good direction (``directions``:
-    metric → higher_is_better / lower_is_better) and red when they go in the harmful one.
+    A move is coloured only when it is significant — adjusted p below α where the row has a
+    p-value, else the interval excluding 0 — green in the metric's good direction (``directions``:
+    metric → higher_is_better / lower_is_better), red in the harmful one. ``tolerances``:
+    guardrail → (tolerance, direction), drawn as a dashed tick on the harmful side.
     """
     directions = directions or {}
+    tolerances = tolerances or {}
     order = {"primary": 0, "secondary": 1, "guardrail": 2}
     rows = (
-        effects.filter(pl.col("rel_effect").is_not_null())
+        effects.filter(pl.col("rel_effect").is_not_null() & pl.col("rel_effect").is_not_nan())
         .with_columns(pl.col("metric_role").replace_strict(order, default=3).alias("_rank"))
         .sort(["_rank", "metric", "variant"])
     )
     plt, fig, ax = _figure(7.5, 0.45 * max(rows.height, 2) + 1.2)
-    labels = [f"{r['metric']} · {r['variant']}" for r in rows.iter_rows(named=True)]
+    labels = [f"{r['metric']} · {r['variant']} ({r['method']})" for r in rows.iter_rows(named=True)]
     for i, r in enumerate(rows.iter_rows(named=True)):
         p = r["p_value_adj"] if r["p_value_adj"] is not None else r["p_value"]
-        good = (r["rel_effect"] > 0) == (directions.get(r["metric"], "higher_is_better") == "higher_is_better")
-        significant = p is not None and p < r["alpha"]
-        colour = "#555555" if not significant else ("#1b7837" if good else "#b2182b")
         low, high = r["rel_ci_low"], r["rel_ci_high"]
+        good = (r["rel_effect"] > 0) == (directions.get(r["metric"], "higher_is_better") == "higher_is_better")
+        if p is not None and p == p:
+            significant = p < r["alpha"]
+        else:
+            significant = low is not None and high is not None and (low > 0 or high < 0)
+        colour = "#555555" if not significant else ("#1b7837" if good else "#b2182b")
         if low is not None and high is not None:
             ax.plot([low * 100, high * 100], [i, i], color=colour, lw=2)
         ax.plot([r["rel_effect"] * 100], [i], "o", color=colour)
+        if r["metric"] in tolerances:
+            tol, direction = tolerances[r["metric"]]
+            x = -tol * 100 if direction == "higher_is_better" else tol * 100
+            ax.plot([x, x], [i - 0.35, i + 0.35], color="#b2182b", ls="--", lw=1.2)
     ax.axvline(0, color="black", lw=0.8)
-    ax.set_yticks(range(rows.height), labels)
+    ax.set_yticks(range(rows.height), labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel("relative effect vs baseline (%), 95 % CI")
+    ax.set_xlabel(f"relative effect vs baseline (%), {level} CI")
     ax.set_title(title)
     return _png(plt, fig)
 

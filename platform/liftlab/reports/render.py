@@ -36,6 +36,8 @@ class ReportData:
     effects: pl.DataFrame
     figures: list[Figure] = field(default_factory=list)
     extra_tables: list[tuple[str, pl.DataFrame]] = field(default_factory=list)
+    #: The estimates drawn on the forest plot: the ones the decision read (one per metric × arm).
+    plotted: pl.DataFrame | None = None
 
 
 def _table_exists(conn: psycopg.Connection, name: str) -> bool:
@@ -58,10 +60,11 @@ def collect(conn: psycopg.Connection, experiment_id: str) -> ReportData:
     )
     effects = read_frame(
         conn,
-        "select metric, metric_role, variant, baseline, method, n_baseline, n_variant, mean_baseline, mean_variant, "
-        "abs_effect, abs_ci_low, abs_ci_high, rel_effect, rel_ci_low, rel_ci_high, p_value, p_value_adj, alpha "
-        "from results.effects where experiment_id = %s "
-        "order by array_position(array['primary','secondary','guardrail'], metric_role), metric, variant, method",
+        "select metric, metric_role, variant, baseline, method, is_decision_estimate, n_baseline, n_variant, "
+        "mean_baseline, mean_variant, abs_effect, abs_ci_low, abs_ci_high, rel_effect, rel_ci_low, rel_ci_high, "
+        "p_value, p_value_adj, alpha from results.effects where experiment_id = %s "
+        "order by array_position(array['primary','secondary','guardrail'], metric_role), metric, variant, "
+        "is_decision_estimate desc, method",
         (experiment_id,),
     )
     data = ReportData(
@@ -71,32 +74,72 @@ def collect(conn: psycopg.Connection, experiment_id: str) -> ReportData:
         gates=gates,
         effects=effects,
     )
-    primary_method = effects.filter(pl.col("method").is_in(["welch_t", "naive_welch_t"])) if not effects.is_empty() else effects
-    if not primary_method.is_empty():
-        directions = _directions(spec, primary_method["metric"].unique().to_list())
-        title = f"{experiment_id}: effects vs {primary_method['baseline'][0]}"
-        data.figures.append(
-            Figure("forest", "Effects with 95 % confidence intervals", plots.forest_plot(primary_method, title, directions))
-        )
+    model = _spec_model(spec)
+    plotted = decision_estimates(conn, experiment_id, model, effects)
+    if plotted is not None and not plotted.is_empty():
+        data.plotted = plotted
+        level = f"{1 - float(plotted['alpha'][0]):.0%}"
+        causal = model is not None and model.design != "randomized"
+        what = (f"the causal estimates the decision reads ({plotted['method'][0]}); a difference in means of this "
+                f"design is confounded" if causal else "the estimate each decision reads (method per metric)")
+        tolerances = {g.metric: (g.tolerance, model.guardrail_direction(g)) for g in model.guardrails} if model else {}
+        title = f"{experiment_id}: effects vs {plotted['baseline'][0]}"
+        data.figures.append(Figure("forest", f"Relative effects with {level} confidence intervals: {what}; guardrail "
+                                             "tolerances dashed", plots.forest_plot(
+                                                 plotted, title, _directions(model, plotted["metric"].unique().to_list()),
+                                                 tolerances, level)))
         primary = spec.get("primary_metric")
-        if primary and primary in primary_method["metric"].to_list():
+        if not causal and primary and primary in plotted["metric"].to_list():
             data.figures.append(
-                Figure("primary_means", f"{primary}: mean per arm", plots.arm_means_plot(primary_method, primary, primary_method["baseline"][0]))
+                Figure("primary_means", f"{primary}: mean per arm", plots.arm_means_plot(plotted, primary, plotted["baseline"][0]))
             )
     for section in EXTRA_SECTIONS:
         section(conn, data)
     return data
 
 
-def _directions(spec: dict, metrics: list[str]) -> dict[str, str]:
-    """metric → good direction, from the spec as stored in the registry."""
+def _spec_model(spec: dict):
+    """The spec as stored in the registry, validated (None when it no longer validates)."""
     from liftlab.specs import ExperimentSpec
 
     try:
-        model = ExperimentSpec.model_validate(spec)
+        return ExperimentSpec.model_validate(spec)
     except ValueError:
-        return {}
-    return {metric: model.direction(metric) for metric in metrics}
+        return None
+
+
+def _directions(model, metrics: list[str]) -> dict[str, str]:
+    """metric → good direction."""
+    return {metric: model.direction(metric) for metric in metrics} if model is not None else {}
+
+
+def decision_estimates(conn: psycopg.Connection, experiment_id: str, model, effects: pl.DataFrame) -> pl.DataFrame | None:
+    """One row per metric × arm: what the decision read. Randomized: the ``is_decision_estimate``
+    rows of ``results.effects``; not randomized: the design's preferred causal estimate of each
+    outcome metric (relative to its counterfactual baseline), never the confounded difference."""
+    if model is None or model.design == "randomized":
+        return effects.filter(pl.col("is_decision_estimate")) if not effects.is_empty() else None
+    from liftlab.decide import decision_estimate
+
+    if not _table_exists(conn, "results.causal_effects"):
+        return None
+    rows = read_frame(conn, "select * from results.causal_effects where study = %s", (experiment_id,)).to_dicts()
+    out = []
+    roles = model.metric_roles()
+    for metric, role in roles.items():
+        row = decision_estimate(model.design, metric, rows)
+        if row is None:
+            continue
+        out.append({"metric": metric, "metric_role": role, "variant": model.treated_variant, "baseline": model.baseline,
+                    "method": f"{row['estimator']} {row['estimand']}", "abs_effect": row["estimate"],
+                    "abs_ci_low": row["ci_low"], "abs_ci_high": row["ci_high"], "rel_effect": row["rel_effect"],
+                    "rel_ci_low": row["rel_ci_low"], "rel_ci_high": row["rel_ci_high"], "p_value": None,
+                    "p_value_adj": None, "alpha": 1 - (row["level"] if row["level"] is not None else 1 - model.alpha)})
+    return pl.DataFrame(out, schema={
+        "metric": pl.Utf8, "metric_role": pl.Utf8, "variant": pl.Utf8, "baseline": pl.Utf8, "method": pl.Utf8,
+        "abs_effect": pl.Float64, "abs_ci_low": pl.Float64, "abs_ci_high": pl.Float64, "rel_effect": pl.Float64,
+        "rel_ci_low": pl.Float64, "rel_ci_high": pl.Float64, "p_value": pl.Float64, "p_value_adj": pl.Float64,
+        "alpha": pl.Float64}) if out else None
 
 
 #: Functions (conn, ReportData) -> None that add figures/tables from other result tables

@@ -11,7 +11,7 @@ import psycopg
 
 from liftlab import config
 from liftlab.db import read_frame
-from liftlab.reports.render import EXTRA_SECTIONS, Figure, ReportData, _directions, _table_exists
+from liftlab.reports.render import EXTRA_SECTIONS, Figure, ReportData, _directions, _spec_model, _table_exists
 
 
 
@@ -162,7 +162,7 @@ def slices_section(conn: psycopg.Connection, data: ReportData) -> None:
     if method is None:
         return
     rows = rows.filter(pl.col("method") == method)
-    direction = _directions(data.spec, [primary]).get(primary, "higher_is_better")
+    direction = _directions(_spec_model(data.spec), [primary]).get(primary, "higher_is_better")
     data.figures.append(Figure(
         "slices", f"{primary} by slice ({method}; one Benjamini–Hochberg family across slices)",
         slice_forest_plot(rows, primary, f"{data.experiment_id}: {primary} by slice", direction)))
