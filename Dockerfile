@@ -28,4 +28,4 @@ RUN uv pip install --no-cache -p /opt/venv/bin/python --no-deps -e . \
  && mkdir -p "$DAGSTER_HOME" && cp /opt/liftlab/dagster.yaml "$DAGSTER_HOME/dagster.yaml"
 
 EXPOSE 4000
-CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "liftlab.definitions"]
+CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "4000", "-m", "liftlab.definitions", "--location-name", "liftlab"]

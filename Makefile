@@ -76,7 +76,7 @@ decisions: setup
 
 validate: setup  ## validate the experiment specs and the Dagster definitions
 	$(BIN)/liftlab validate
-	eval "$$($(BIN)/liftlab db env)" && $(BIN)/dagster definitions validate -m liftlab.definitions
+	eval "$$($(BIN)/liftlab db env)" && $(BIN)/dagster definitions validate -w platform/liftlab/dev_workspace.yaml
 
 stop:  ## stop the embedded Postgres
 	$(BIN)/liftlab db stop

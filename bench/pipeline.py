@@ -246,7 +246,6 @@ def _step_records(instance, result, job: str, sampler: RssSampler) -> list[dict]
 
 def cmd_generate(args) -> None:
     """Generate the world chunk by chunk; time generation apart from writing the baselines' files."""
-    import polars as pl
 
     from liftlab.defs.resources import SyntheticWorldResource
     from liftlab.synth import WorldStream

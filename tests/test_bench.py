@@ -11,9 +11,7 @@ import importlib.util
 import json
 import subprocess
 import sys
-from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pytest
 

@@ -68,7 +68,7 @@ def webserver(built, dagster_home, tmp_path_factory):
     log = tmp_path_factory.mktemp("webserver") / "webserver.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("dagster-webserver")), "-m", "liftlab.definitions",
+            [str(Path(sys.executable).with_name("dagster-webserver")), "-w", str(REPO_ROOT / "platform" / "liftlab" / "dev_workspace.yaml"),
              "-h", "127.0.0.1", "-p", str(port)],
             env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
         )
@@ -113,20 +113,24 @@ def _dismiss_dialogs(driver):
             pass
 
 
+def _open_markdown(driver, key: str) -> None:
+    """Open an asset's Markdown metadata entry ``key``: long Markdown is collapsed behind a link,
+    opened here as a person would."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, 120).until(lambda d: key in d.page_source)
+    _dismiss_dialogs(driver)
+    link = WebDriverWait(driver, 30).until(lambda d: d.find_element(
+        "xpath", f"//tr[.//*[normalize-space(text())='{key}']]//a[contains(., 'Show Markdown')]"))
+    driver.execute_script("arguments[0].click()", link)
+
+
 def test_reports_asset_page_shows_its_plots(browser, webserver):
     from selenium.webdriver.support.ui import WebDriverWait
 
     browser.get(f"{webserver}/assets/reports/experiment_reports")
     try:
-        WebDriverWait(browser, 120).until(lambda d: "forest_plots" in d.page_source)
-        _dismiss_dialogs(browser)
-        # Long Markdown metadata is collapsed behind a link; open it as a person would.
-        link = WebDriverWait(browser, 30).until(
-            lambda d: d.find_element(
-                "xpath", "//tr[.//*[normalize-space(text())='forest_plots']]//a[contains(., 'Show Markdown')]"
-            )
-        )
-        browser.execute_script("arguments[0].click()", link)
+        _open_markdown(browser, "forest_plots")
         WebDriverWait(browser, 60).until(
             lambda d: sum(
                 1
@@ -166,3 +170,22 @@ def test_every_html_report_opens_with_its_plots(browser, built, tmp_path):
     for figure in ("fig-forest", "fig-cumulative"):
         img = browser.find_element("css selector", f"#{figure} img")
         assert browser.execute_script("return arguments[0].naturalWidth > 200", img), figure
+
+
+def test_decision_reasons_read_as_text_in_the_ui(browser, webserver, built):
+    """The decisions asset shows every experiment's reasons as Markdown: real α and −, no JSON
+    escapes (``\\u03b1``), no brackets of a JSON array."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    with db.connect(built.info) as conn:
+        reasons = conn.execute("select reasons->>0 from results.decisions where experiment_id = 'hillstrom'").fetchone()[0]
+    browser.get(f"{webserver}/assets/results/decisions")
+    try:
+        _open_markdown(browser, "decisions")
+        WebDriverWait(browser, 60).until(lambda d: "hillstrom" in d.find_element("tag name", "body").text
+                                         and "α" in d.find_element("tag name", "body").text)
+        text = browser.find_element("tag name", "body").text
+        assert "\\u03b1" not in text and '["' not in text
+        assert reasons.split(" (")[0] in text  # "Mens E-Mail improves conversion by +118.84%"
+    finally:
+        browser.save_screenshot(str(SHOTS / "decisions_asset.png"))

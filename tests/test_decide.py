@@ -122,3 +122,33 @@ def test_targeting_recommendation_only_when_it_beats_the_blanket_rollout():
 def test_warnings_do_not_halt(status):
     gates = [{"check": "balance", "status": status, "reason": "|SMD| > 0.1"}, *PASS]
     assert decide(spec(), gates, [WIN, SAFE_GUARDRAIL], today=AFTER_END).decision == "SHIP"
+
+
+def test_a_warning_gate_is_listed_in_the_reasons():
+    gates = [{"check": "srm", "status": "WARN", "reason": "possible sample ratio mismatch (p < 0.01): treatment −1.8 %"},
+             {"check": "balance", "status": "PASS", "reason": "all |SMD| < 0.1"}]
+    d = decide(spec(), gates, [WIN, SAFE_GUARDRAIL], today=AFTER_END)
+    assert d.decision == "SHIP"
+    assert d.reasons[-1] == "warning — gate srm: possible sample ratio mismatch (p < 0.01): treatment −1.8 %"
+    assert not any("balance" in r for r in d.reasons)
+
+
+def test_the_reasons_name_an_arm_a_guardrail_stopped():
+    three = spec(variants=[{"name": "control", "allocation": 0.34}, {"name": "v1", "allocation": 0.33},
+                           {"name": "v2", "allocation": 0.33}])
+    rows = [effect("converted", 0.17, 0.08, 0.26, 0.001, variant="v1"), SAFE_GUARDRAIL | {"variant": "v1"},
+            effect("converted", 0.23, 0.10, 0.36, 0.004, variant="v2"),
+            effect("support_tickets", 0.03, -0.01, 0.07, 0.2, variant="v2")]
+    d = decide(three, PASS, rows, today=AFTER_END)
+    assert (d.decision, d.variant) == ("SHIP", "v1")
+    vetoed = [r for r in d.reasons if r.startswith("v2")]
+    assert len(vetoed) == 1 and "+23.00%" in vetoed[0] and "not shipped" in vetoed[0]
+    assert "support_tickets" in vetoed[0] and "cannot rule out harm" in vetoed[0]
+
+
+def test_the_reason_names_the_rule_that_made_the_effect_significant():
+    fixed = decide(spec(alpha=0.1), PASS, [WIN, SAFE_GUARDRAIL], today=AFTER_END).reasons[0]
+    assert "adjusted p=0.001 < α=0.1" in fixed and "90 % CI +5.00% to +15.00%" in fixed
+    crossed = {**WIN, "cs_low": 0.01, "cs_high": 0.2}
+    running = decide(spec(), PASS, [crossed, SAFE_GUARDRAIL], today=dt.date(2026, 9, 10)).reasons[0]
+    assert "always-valid 95 % confidence sequence excludes 0" in running and "p=" not in running

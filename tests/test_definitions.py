@@ -29,11 +29,11 @@ def test_dagster_definitions_validate(server):
     from liftlab import db
     from liftlab.config import REPO_ROOT
 
-    db.ensure_database(server, db.DAGSTER_DB)
+    db.ensure_database(server, db.dagster_db(server.dbname))
     env = {**os.environ, "DAGSTER_PG_URL": db.dagster_storage_url(server)}
     dagster = Path(sys.executable).with_name("dagster")
     out = subprocess.run(
-        [str(dagster), "definitions", "validate", "-m", "liftlab.definitions"],
+        [str(dagster), "definitions", "validate", "-w", str(REPO_ROOT / "platform" / "liftlab" / "dev_workspace.yaml")],
         capture_output=True, text=True, timeout=300, cwd=REPO_ROOT, env=env,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

@@ -106,3 +106,53 @@ def test_rejected_file_leaves_database_unchanged(tmp_path, conn):
     assert conn.execute("select count(*), sum(y) from raw.src_user_test").fetchone() == before
     log = conn.execute("select received, accepted, quarantined from raw.load_log where source = 'file:user_test'").fetchall()
     assert log == [(2, 2, 0)]
+
+
+def _cuped_file_spec(tmp_path: Path, covariates: list[str], n: int = 4000):
+    import numpy as np
+
+    rng = np.random.default_rng(7)
+    pre = rng.gamma(2.0, 10.0, n)
+    arm = np.where(rng.random(n) < 0.5, "A", "B")
+    spend = 0.8 * pre + rng.normal(0, 5, n) + np.where(arm == "B", 1.0, 0.0)
+    frame = pl.DataFrame({"arm": arm, "spend": spend, "pre_spend": pre})
+    (tmp_path / "data.csv").write_text(frame.write_csv())
+    spec = {
+        "id": "cuped_file", "hypothesis": "h", "baseline": "A", "primary_metric": "spend", "covariates": covariates,
+        "variants": [{"name": "A", "allocation": 0.5}, {"name": "B", "allocation": 0.5}],
+        "source": {"kind": "file", "path": "data.csv", "variant_column": "arm", "outcomes": ["spend"],
+                   "columns": {"arm": "string", "spend": "float", "pre_spend": "float"}},
+    }
+    path = tmp_path / "cuped_file.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    return parse_spec(path.read_text(), path), path, np.corrcoef(pre, spend)[0, 1] ** 2
+
+
+def test_a_files_pre_period_covariate_turns_cuped_on(tmp_path, conn):
+    """`covariates: [pre_spend]` on a file is spend's CUPED covariate (the README's example), with
+    the variance reduction the correlation promises, and the CUPED row is the one that decides."""
+    from liftlab.experiment_stats import daily_statistics, experiment_effects, unit_columns
+    from liftlab.units import analysis_frame
+
+    spec, path, rho2 = _cuped_file_spec(tmp_path, ["pre_spend"])
+    assert spec.pre_period_column("spend") == "pre_spend"
+    write_user_file(conn, read_user_file(spec, path), spec.source)
+    conn.commit()
+    effects = experiment_effects(daily_statistics(analysis_frame(conn, spec, unit_columns(spec)), spec), spec)
+    rows = {r["method"]: r for r in effects.iter_rows(named=True)}
+    assert set(rows) == {"welch_t", "cuped"}
+    assert rows["cuped"]["is_decision_estimate"] and not rows["welch_t"]["is_decision_estimate"]
+    assert rows["cuped"]["variance_reduction"] == pytest.approx(rho2, abs=0.02)
+    width = {m: r["abs_ci_high"] - r["abs_ci_low"] for m, r in rows.items()}
+    assert width["cuped"] / width["welch_t"] == pytest.approx((1 - rho2) ** 0.5, rel=0.05)
+
+
+def test_a_pre_period_covariate_that_pairs_with_no_outcome_says_what_to_add(tmp_path):
+    from liftlab.specs import SpecError
+
+    spec, path, _ = _cuped_file_spec(tmp_path, [])
+    bad = path.read_text().replace("pre_spend: float", "pre_spnd: float").replace("covariates: []", "covariates: [pre_spnd]")
+    with pytest.raises(SpecError, match=r"covariates\.0.*'pre_spnd'.*no outcome is named 'spnd'.*cuped_covariates"):
+        parse_spec(bad, path)
+    mapped = bad.replace("covariates: [pre_spnd]", "covariates: [pre_spnd]\ncuped_covariates: {spend: pre_spnd}")
+    assert parse_spec(mapped, path).pre_period_column("spend") == "pre_spnd"

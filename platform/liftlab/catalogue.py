@@ -124,37 +124,57 @@ def _scalar(value) -> bool:
 class FactTable(_Strict):
     """A table (or view) of facts: one row per event, order, page view, daily rollup …"""
 
+    #: The table or view, ``schema.name``.
     table: Table
+    #: Column holding the unit id (matched to the assignments' unit).
     unit: Ident
     #: The fact's time: a timestamp (windowed by time) or a date (a daily rollup, windowed by days).
     timestamp: Ident
+    #: What the table holds, for people reading the catalogue.
     description: str = ""
+    #: Team or person responsible for the table.
     owner: str = ""
 
 
 class UnitTable(_Strict):
     """Attributes of a unit (country, plan, tenure …): dimensions, covariates, uplift features."""
 
+    #: The table or view, ``schema.name``.
     table: Table
+    #: Column holding the unit id (matched to the assignments' unit).
     unit: Ident
+    #: Attribute columns, usable as dimensions, covariates and uplift features.
     columns: Annotated[list[Ident], Field(min_length=1)]
     #: Optional validity time of a row: the row in force at the unit's first exposure is used.
     timestamp: Ident | None = None
+    #: What the table holds, for people reading the catalogue.
     description: str = ""
 
 
 class Metric(_Strict):
+    #: The fact table (a ``fact_tables`` name) aggregated; not with ``ratio``.
     fact: Ident | None = None
+    #: How a unit's fact rows in the window are aggregated (see the semantics above).
     aggregate: Aggregate | None = None
+    #: The column aggregated: required by sum, max and quantile, refused by the others.
     column: Ident | None = None
+    #: Filter on the fact rows: ``column: value``, a list of values, or ``{operator: value}``.
     where: dict[str, Scalar | list[Scalar] | dict[str, Scalar | list[Scalar]]] = {}
+    #: Rows in [first exposure, first exposure + k days); absent → up to the end of end_date.
     window_days: Annotated[int, Field(ge=1, le=3650)] | None = None
+    #: Quantile level of aggregate quantile (0.9 = p90), and only of it.
     q: Annotated[float, Field(gt=0, lt=1)] | None = None
+    #: Winsorize at this quantile of the pre-period twin, fixed before any outcome is seen.
     cap_quantile: Annotated[float, Field(gt=0.5, lt=1)] | None = None
+    #: Winsorize at this fixed value (instead of ``cap_quantile``).
     cap_value: float | None = None
+    #: [numerator, denominator]: Σ numerator / Σ denominator over an arm's units (delta method).
     ratio: Annotated[list[Ident], Field(min_length=2, max_length=2)] | None = None
+    #: The metric's good direction.
     direction: Direction = "higher_is_better"
+    #: What the metric means, for people reading the catalogue.
     description: str = ""
+    #: Team or person responsible for the metric.
     owner: str = ""
 
     @field_validator("where")
@@ -200,8 +220,11 @@ class Catalogue:
     naming the file and key, while the experiments that do not use it go on.
     """
 
+    #: Fact tables by name (the ``fact_tables:`` key of a catalogue file): where the facts live.
     fact_tables: dict[str, FactTable] = field(default_factory=dict)
+    #: Unit tables by name (the ``unit_tables:`` key): attributes of a unit, fixed at first exposure.
     unit_tables: dict[str, UnitTable] = field(default_factory=dict)
+    #: Metrics by name (the ``metrics:`` key): what experiments name as primary, secondary, guardrail.
     metrics: dict[str, Metric] = field(default_factory=dict)
     #: "fact_tables.orders" / "metrics.orders_7d" → file that declares it (for messages).
     origin: dict[str, Path] = field(default_factory=dict)

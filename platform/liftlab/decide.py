@@ -244,15 +244,50 @@ def decide(
     failed = [g for g in gates if g.get("status") == "FAIL"]
     trace.append({"rule": "gates", "passed": not failed, "detail": [f"{g['check']}: {g['status']}" for g in gates]})
     if failed:
-        reasons = [f"gate {g['check']} failed: {g.get('reason') or g.get('details', {}).get('reason', '')}".strip() for g in failed]
-        return Decision(spec.id, "HALTED", None, reasons, primary, trace)
+        reasons = [f"gate {g['check']} failed: {_gate_reason(g)}".strip() for g in failed]
+        return Decision(spec.id, "HALTED", None, reasons + warnings_of(gates), primary, trace)
     if not gates:
         trace.append({"rule": "gates", "passed": False, "detail": "no gate results yet"})
         return Decision(spec.id, "HOLD", None, ["gates have not run yet"], primary, trace)
 
     if spec.design != "randomized":
-        return _decide_causal(spec, causal, trace)
-    trace.append({"rule": "design", "passed": True, "detail": "randomized"})
+        decision = _decide_causal(spec, causal, trace)
+    else:
+        trace.append({"rule": "design", "passed": True, "detail": "randomized"})
+        decision = _decide_randomized(spec, effects, power, today, trace)
+    warned = warnings_of(gates)
+    if not warned:
+        return decision
+    return Decision(decision.experiment_id, decision.decision, decision.variant, [*decision.reasons, *warned],
+                    decision.primary_metric, decision.rule_trace)
+
+
+def _gate_reason(gate: Mapping) -> str:
+    details = gate.get("details") or {}
+    return gate.get("reason") or (details.get("reason", "") if isinstance(details, Mapping) else "")
+
+
+def warnings_of(gates: Sequence[Mapping]) -> list[str]:
+    """One reason per gate that warned: a WARN never halts, but a reader must see it."""
+    return [f"warning — gate {g['check']}: {_gate_reason(g)}".rstrip(": ") for g in gates if g.get("status") == "WARN"]
+
+
+def _significance_text(row: Mapping, spec: ExperimentSpec, sequential: bool) -> str:
+    """Which rule made the primary effect significant, worded with the level it holds at."""
+    level = f"{(1 - spec.alpha) * 100:g} %"
+    if sequential:
+        return (f"the always-valid {level} confidence sequence excludes 0 "
+                f"({float(row['cs_low']):+.4g} to {float(row['cs_high']):+.4g})")
+    ci = ""
+    if _finite(row.get("rel_ci_low")) and _finite(row.get("rel_ci_high")):
+        ci = f", {level} CI {_fmt_pct(row['rel_ci_low'])} to {_fmt_pct(row['rel_ci_high'])}"
+    return f"adjusted p={_p(row):.2g} < α={spec.alpha:g}{ci}"
+
+
+def _decide_randomized(spec: ExperimentSpec, effects: Sequence[Mapping], power: Sequence[Mapping],
+                       today: dt.date | None, trace: list[dict]) -> Decision:
+    """Rules 3–5 for a randomized design."""
+    primary = spec.primary_metric
 
     by_metric = preferred_estimates(effects)
     today = today or dt.date.today()
@@ -266,10 +301,12 @@ def decide(
 
     sign = 1.0 if spec.direction(primary) == "higher_is_better" else -1.0
     winners, losers = [], []
+    sequential: dict[str, bool] = {}
     for arm in arms:
         row = by_metric[(primary, arm)]
         p = _p(row)
-        if running and _finite(row.get("cs_low")) and _finite(row.get("cs_high")):
+        sequential[arm] = running and _finite(row.get("cs_low")) and _finite(row.get("cs_high"))
+        if sequential[arm]:
             # Always-valid: the confidence sequence may be checked at every daily look.
             significant = row["cs_low"] > 0 or row["cs_high"] < 0
         else:
@@ -289,8 +326,8 @@ def decide(
     vetoes: list[str] = []
     breaches: list[str] = []
     shippable: list[str] = []
+    vetoed: dict[str, list[str]] = {}  # winning arm → why a guardrail stopped it
     for arm in winners:
-        arm_ok = True
         for guardrail in spec.guardrails:
             row = by_metric.get((guardrail.metric, arm))
             status, text = ("INCONCLUSIVE", f"{guardrail.metric}: no estimate") if row is None else guardrail_status(
@@ -298,9 +335,9 @@ def decide(
             )
             trace.append({"rule": "guardrail", "variant": arm, "metric": guardrail.metric, "status": status, "detail": text})
             if status != "PASS":
-                arm_ok = False
+                vetoed.setdefault(arm, []).append(f"guardrail {text}")
                 (breaches if status == "BREACH" else vetoes).append(f"{arm}: guardrail {text}")
-        if arm_ok:
+        if arm not in vetoed:
             shippable.append(arm)
 
     if shippable:
@@ -308,9 +345,14 @@ def decide(
         row = by_metric[(primary, best)]
         reasons = [
             f"{best} improves {primary} by {_fmt_pct(row.get('rel_effect'))} "
-            f"(abs {float(row['abs_effect']):+.4g}, adjusted p={_p(row):.2g} < α={spec.alpha})",
+            f"(abs {float(row['abs_effect']):+.4g}; {_significance_text(row, spec, sequential[best])})",
             "all guardrails within their non-inferiority margins" if spec.guardrails else "no guardrails declared",
         ]
+        # Arms that also won on the primary metric but were stopped by a guardrail: the reader
+        # must not have to open the rule trace to see why the larger lift was not shipped.
+        for arm, why in vetoed.items():
+            reasons.append(f"{arm} also improves {primary} ({_fmt_pct(by_metric[(primary, arm)].get('rel_effect'))}) "
+                           f"but is not shipped: {'; '.join(why)}")
         return Decision(spec.id, "SHIP", best, reasons, primary, trace)
     if breaches:
         return Decision(spec.id, "ROLLBACK", None, breaches, primary, trace)

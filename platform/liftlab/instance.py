@@ -12,8 +12,8 @@ from liftlab import config, db
 def prepare_dagster_home(info: db.ConnInfo) -> Path:
     """Point ``DAGSTER_HOME`` at an ignored folder holding the repo's ``dagster.yaml``.
 
-    Also exports ``DAGSTER_PG_URL`` (the ``dagster`` database on the same server) unless it is
-    already set, e.g. by docker compose.
+    Also exports ``DAGSTER_PG_URL`` (``<db>_dagster`` on the same server, one per liftlab database)
+    unless it is already set, e.g. by docker compose.
     """
     home = Path(os.environ.get("DAGSTER_HOME") or config.REPO_ROOT / ".dagster_home")
     home.mkdir(parents=True, exist_ok=True)
@@ -23,6 +23,6 @@ def prepare_dagster_home(info: db.ConnInfo) -> Path:
         shutil.copyfile(source, target)
     os.environ["DAGSTER_HOME"] = str(home)
     if not os.environ.get("DAGSTER_PG_URL"):
-        db.ensure_database(info, db.DAGSTER_DB)
+        db.ensure_database(info, db.dagster_db(info.dbname))
         os.environ["DAGSTER_PG_URL"] = db.dagster_storage_url(info)
     return home

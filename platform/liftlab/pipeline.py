@@ -146,15 +146,16 @@ def run_pipeline(
             failed[experiment_id] = _failure_message(result)
             log(f"• FAILED {experiment_id}: its units could not be built — {failed[experiment_id]}")
 
-    log("• daily_stats: sufficient statistics of every day's exposure cohorts …")
     stats_config, days = {}, day_range_tags()
     if experiments:
         stats_config = {"ops": {"results__daily_stats": {"config": {"experiments": ids}}}}
-        days = _experiment_days(ids) or days
-    stats = _execute(defs.resolve_job_def("daily_stats"), instance, quiet, tags=days, run_config=stats_config)
-    run_ids["daily_stats"] = stats.run_id
-    if not stats.success:
-        raise PipelineError(f"daily_stats failed — {_failure_message(stats)}")
+        days = _experiment_days(ids)  # None: no experiment with exposure days (files, tables)
+    if days is not None:
+        log("• daily_stats: sufficient statistics of every day's exposure cohorts …")
+        stats = _execute(defs.resolve_job_def("daily_stats"), instance, quiet, tags=days, run_config=stats_config)
+        run_ids["daily_stats"] = stats.run_id
+        if not stats.success:
+            raise PipelineError(f"daily_stats failed — {_failure_message(stats)}")
 
     from liftlab.defs.jobs import STUDY_JOBS
 
@@ -192,7 +193,9 @@ def run_pipeline(
 
     log("• decide …")
     selection = None if reports else [dg.AssetKey(["results", "decisions"])]
-    decided = _execute(defs.resolve_job_def("decide"), instance, quiet, asset_selection=selection)
+    # every experiment is decided (one cheap pass); only the analysed experiments' reports are rewritten
+    report_config = {"ops": {"reports__experiment_reports": {"config": {"experiments": ids}}}} if experiments and reports else {}
+    decided = _execute(defs.resolve_job_def("decide"), instance, quiet, asset_selection=selection, run_config=report_config)
     run_ids["decide"] = decided.run_id
     if not decided.success:
         raise PipelineError(f"decide failed — {_failure_message(decided)}")
@@ -209,10 +212,13 @@ def format_decisions(decisions: pl.DataFrame) -> str:
     import json
     import textwrap
 
-    lines = [f"{'experiment':<22} {'decision':<9} {'variant':<13} reasons", "-" * 100]
+    width = max([22, *(len(e) for e in decisions["experiment_id"])]) if decisions.height else 22
+    arm = max([13, *(len(v or "-") for v in decisions["variant"])]) if decisions.height else 13
+    indent = width + 12 + arm + 3  # "KEEP RUNNING" is the longest decision (12)
+    lines = [f"{'experiment':<{width}} {'decision':<12} {'variant':<{arm}} reasons", "-" * (indent + 60)]
     for row in decisions.iter_rows(named=True):
         reasons = row["reasons"] if isinstance(row["reasons"], list) else json.loads(row["reasons"])
         text = textwrap.wrap("; ".join(reasons), 60) or [""]
-        lines.append(f"{row['experiment_id']:<22} {row['decision']:<9} {row['variant'] or '-':<13} {text[0]}")
-        lines.extend(f"{'':<46} {more}" for more in text[1:])
+        lines.append(f"{row['experiment_id']:<{width}} {row['decision']:<12} {row['variant'] or '-':<{arm}} {text[0]}")
+        lines.extend(f"{'':<{indent - 1}} {more}" for more in text[1:])
     return "\n".join(lines)

@@ -98,11 +98,15 @@ class _Strict(BaseModel):
 
 
 class Variant(_Strict):
+    #: Arm label, as it appears in the data (the variant column, or the assignments' variant).
     name: Annotated[str, Field(min_length=1, max_length=100)]
+    #: Planned share of units; the shares sum to 1 (the sample-ratio gate tests against them).
     allocation: Annotated[float, Field(gt=0, le=1)]
 
 
 class Guardrail(_Strict):
+    #: A metric the treatment must not harm beyond ``tolerance`` (a catalogue metric, an outcome
+    #: or a ratio metric).
     metric: str
     #: The direction in which the guardrail metric is good; absent → the catalogue's, else higher.
     direction: Direction | None = None
@@ -113,9 +117,13 @@ class Guardrail(_Strict):
 class RatioMetric(_Strict):
     """A ratio of unit sums, e.g. revenue per session = Σ revenue / Σ sessions (delta method)."""
 
+    #: Name of the ratio, usable as primary, secondary or guardrail metric.
     name: Annotated[str, Field(pattern=IDENTIFIER)]
+    #: Outcome summed over an arm's units (Σ numerator).
     numerator: str
+    #: Outcome summed over an arm's units (Σ denominator).
     denominator: str
+    #: The ratio's good direction.
     direction: Direction = "higher_is_better"
 
 
@@ -130,8 +138,11 @@ class _UnitColumns(_Strict):
 
     #: Column holding the unit id; None means the row number (1-based) is the unit (files only).
     unit_column: str | None = None
+    #: Column holding each unit's arm (its values are the variant names).
     variant_column: str
+    #: Every column used, with its type; the data is checked against them before use.
     columns: dict[str, ColumnType]
+    #: Columns measured after exposure: the metrics of this source.
     outcomes: list[str]
 
     @field_validator("columns")
@@ -156,9 +167,13 @@ class _UnitColumns(_Strict):
 class FileSource(_UnitColumns):
     """A user-level file (CSV or Parquet), loaded into ``raw.src_<id>``."""
 
+    #: Selects this source: a unit-level CSV or Parquet file.
     kind: Literal["file"] = "file"
+    #: The file; a relative path is relative to the spec file.
     path: str
+    #: How the file is read.
     format: Literal["csv", "parquet"] = "csv"
+    #: Hex SHA-256 of the file; when given, a file with another checksum is refused.
     sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
 
     @model_validator(mode="after")
@@ -178,9 +193,14 @@ class FileSource(_UnitColumns):
 class TableSource(_UnitColumns):
     """A unit-level table or view in Postgres, read in place (never copied), the twin of ``file``."""
 
+    #: Selects this source: a unit-level table or view, read in place.
     kind: Literal["table"] = "table"
+    #: Environment variable with the URL of the database holding the table; absent → liftlab's
+    #: own database.
     connection: EnvVar | None = None
+    #: The table or view, ``schema.name``.
     table: Annotated[str, Field(pattern=QUALIFIED)]
+    #: Column holding the unit id (required: a table has no row numbers).
     unit_column: str  # a table has no row numbers
 
     @model_validator(mode="after")
@@ -193,10 +213,15 @@ class TableSource(_UnitColumns):
 class Assignments(_Strict):
     """Where exposures come from: a table (or a read-only query) with one row per assignment."""
 
+    #: The assignments table or view, ``schema.name``; or give ``sql`` instead.
     table: Annotated[str, Field(pattern=QUALIFIED)] | None = None
+    #: Instead of ``table``: one read-only select (no ``;``), wrapped as a subquery.
     sql: Annotated[str, Field(min_length=1, max_length=100_000)] | None = None
+    #: Column holding the unit id.
     unit: Ident
+    #: Column holding the arm (its values are the variant names).
     variant: Ident
+    #: Column holding the exposure time: a unit is first exposed in [start_date, end of end_date].
     timestamp: Ident
     #: column = value (or list of values) pairs; values are bound as parameters.
     where: dict[str, Any] = {}
@@ -224,9 +249,11 @@ class Assignments(_Strict):
 class WarehouseSource(_Strict):
     """A team's own tables: assignments (exposures) plus the catalogue's fact tables."""
 
+    #: Selects this source: the team's own tables and the metric catalogue.
     kind: Literal["warehouse"] = "warehouse"
     #: Environment variable with the URL of the database to read; absent → liftlab's own database.
     connection: EnvVar | None = None
+    #: Where the exposures come from.
     assignments: Assignments
 
 
@@ -234,6 +261,7 @@ class DemoSource(_Strict):
     """The synthetic SaaS world (``liftlab demo``): generated when a spec uses it, analysed like a
     warehouse over its own tables (``liftlab.synth.tables``) and the ``metrics/`` catalogue."""
 
+    #: Selects this source: the synthetic SaaS world.
     kind: Literal["demo"] = "demo"
 
 
@@ -265,7 +293,9 @@ class UpliftSpec(_Strict):
     pre_treatment: list[str] = []
     #: Arms modelled against the baseline (each arm vs control); empty → every non-baseline arm.
     arms: list[str] = []
+    #: Uplift learners fitted and compared (Qini, AUUC); absent → all of them.
     learners: Annotated[list[UpliftLearner], Field(min_length=1)] = list(UPLIFT_LEARNERS)
+    #: Gradient-boosting library the learners' models are built with.
     base_model: Literal["lightgbm", "xgboost", "hist_gradient_boosting"] = "lightgbm"
     #: Cost of one contact (e.g. sending one e-mail), in the currency of the values.
     cost_per_contact: Annotated[float, Field(ge=0)] = 0.0
@@ -277,7 +307,9 @@ class UpliftSpec(_Strict):
     #: Repetitions of the K-fold deal (other seeds); a unit's score is the mean of its R
     #: out-of-fold predictions (averages away model variance).
     repeats: Annotated[int, Field(ge=1, le=20)] = 3
+    #: Seed of the fold deals, the models and the bootstrap (the same spec, the same scores).
     seed: Annotated[int, Field(ge=0, lt=2**32)] = 20261122  # numpy and scikit-learn take 32-bit seeds
+    #: Bootstrap draws for the uncertainty of the evaluation (Qini, AUUC, targeting vs blanket).
     n_bootstrap: Annotated[int, Field(ge=0, le=5000)] = 200
     #: |predicted uplift| above which a unit is a persuadable (+) or a sleeping dog (−).
     segment_min_uplift: Annotated[float, Field(ge=0)] = 0.05
@@ -313,44 +345,64 @@ class CausalSpec(_Strict):
     group: Ident | None = None
     #: Staggered rollout: a group's adoption date is the first exposure of a treated unit in it.
     adoption: Literal["first_exposure"] = "first_exposure"
+    #: Staggered rollout: one group that adopts alone, analysed by synthetic control.
     synthetic_control: SyntheticControlSpec | None = None
 
 
 class ExperimentSpec(_Strict):
+    #: Lower-case identifier; names the experiment's tables (``raw.src_<id>``, ``units.<id>``),
+    #: partition and report.
     id: Annotated[str, Field(pattern=IDENTIFIER)]
+    #: Title of the report; absent → the id.
     name: str | None = None
+    #: What the change is expected to do, shown in the report.
     hypothesis: Annotated[str, Field(min_length=1)]
+    #: Team or person responsible, shown in the report.
     owner: str = "experimentation"
+    #: How units got their arm: randomized, or a launch that was not (see ``causal``).
     design: Literal["randomized", "observational", "staggered_rollout"] = "randomized"
+    #: The arms (at least two) and their planned allocation.
     variants: Annotated[list[Variant], Field(min_length=2)]
+    #: The control arm (a variant name); every other arm is compared with it.
     baseline: str
+    #: First day of exposures; required for warehouse and demo sources.
     start_date: dt.date | None = None
+    #: Last day of exposures (inclusive); required for warehouse and demo sources.
     end_date: dt.date | None = None
+    #: Days before a unit's first exposure that its pre-period twins (``pre_<metric>``) cover.
     pre_period_days: Annotated[int, Field(ge=0, le=365)] = 14
+    #: The metric the decision is about (a catalogue metric, an outcome or a ratio metric).
     primary_metric: str
     #: The primary metric's good direction; absent → the catalogue's, else higher is better.
     primary_direction: Direction | None = None
+    #: More metrics to estimate and report; they do not enter the decision.
     secondary_metrics: list[str] = []
+    #: Metrics that must not get worse beyond their tolerance; each can veto a SHIP.
     guardrails: list[Guardrail] = []
+    #: Pre-treatment columns: balance gate, A/A calibration, CUPED (``pre_<metric>``), uplift features.
     covariates: list[str] = []
     #: Slices a stakeholder asks for: columns of the assignments or of a catalogue unit table
     #: (warehouse, demo), or declared columns (file, table); fixed at first exposure.
     dimensions: list[Ident] = []
     #: Units per arm below which a slice is reported, not estimated.
     slice_min_units: Annotated[int, Field(ge=2)] = 100
+    #: Significance level; intervals are at 1 − alpha.
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    #: Target power at the MDE; below it, a null result says KEEP RUNNING.
     power: Annotated[float, Field(gt=0, lt=1)] = 0.8
     #: Smallest relative effect worth detecting on the primary metric (power planning).
     mde: Annotated[float, Field(gt=0)] | None = None
     #: Smallest relative improvement of the primary metric worth shipping (None: any significant win).
     practical_threshold: Annotated[float, Field(ge=0)] | None = None
+    #: Where the units and their metrics come from; ``kind`` selects one of the forms below.
     source: Source
     #: File and table sources: ratio metrics of unit sums usable as primary/secondary/guardrail
     #: metrics (warehouse and demo experiments declare ratios in the catalogue).
     ratio_metrics: list[RatioMetric] = []
     #: CUPED rows (method 'cuped') for every metric with a pre-period covariate.
     cuped: bool = True
-    #: metric → CUPED covariate column; defaults to the metric's pre-period twin (catalogue).
+    #: metric → CUPED covariate column; defaults to the metric's pre-period twin (catalogue), or for a
+    #: file/table source the covariate named ``pre_<metric>``.
     cuped_covariates: dict[str, str] = {}
     #: metric → percentile in (0.5, 1): cap the metric at that quantile of its pre-period values
     #: (scaled to the metric window's length), fixed before the experiment (catalogue metrics
@@ -360,7 +412,9 @@ class ExperimentSpec(_Strict):
     sequential_tuning: Annotated[float, Field(gt=0)] = 5000.0
     #: Standard deviation of the normal prior on the relative lift (Bayesian summary).
     prior_sd: Annotated[float, Field(gt=0)] = 0.3
+    #: Uplift modelling and targeting; absent → not modelled.
     uplift: UpliftSpec | None = None
+    #: Analysis of a launch that was not randomized (design observational or staggered_rollout).
     causal: CausalSpec | None = None
 
     _catalogue: Any = PrivateAttr(default=None)
@@ -448,6 +502,13 @@ class ExperimentSpec(_Strict):
         for i, covariate in enumerate(self.covariates):
             if covariate not in covariates:
                 raise _KeyedError(f"covariates.{i}", f"unknown covariate {covariate!r}; known: {sorted(covariates)}")
+            # A file or table's pre-period column pairs with its outcome by name (pre_spend → spend);
+            # one that pairs with nothing would leave CUPED silently off: say what to add.
+            if (not self.uses_catalogue and self.cuped and covariate.startswith("pre_")
+                    and covariate[len("pre_"):] not in base_metrics and covariate not in self.cuped_covariates.values()):
+                raise _KeyedError(f"covariates.{i}", f"{covariate!r} looks like a pre-period column but no outcome is named "
+                                                     f"{covariate[len('pre_'):]!r}: map it in cuped_covariates "
+                                                     f"({{<outcome>: {covariate}}}) to adjust an outcome by it")
         for i, dimension in enumerate(self.dimensions):
             if self.uses_catalogue:
                 if dimension in known or dimension.startswith("pre_"):
@@ -610,6 +671,8 @@ class ExperimentSpec(_Strict):
         if self.uses_catalogue and self.pre_period_days > 0:
             definition = self.catalogue.metrics.get(metric)
             return f"pre_{metric}" if definition is not None and definition.unit_level else None
+        if not self.uses_catalogue and f"pre_{metric}" in self.covariates:
+            return f"pre_{metric}"  # a file/table's declared covariate named after the outcome
         return None
 
     def caps(self) -> dict[str, float]:

@@ -59,6 +59,8 @@ def test_calibration_asset_writes_results_calibration(scratch_db, tmp_path, monk
     )
     assert result.success
     assert (tmp_path / "calibration.png").stat().st_size > 10_000
+    plot = result.asset_materializations_for_node("results__calibration")[0].metadata["plot"].value
+    assert "](data:image/png;base64," in plot and f"`{tmp_path / 'calibration.png'}`" in plot  # inline, path as text
     with db.connect(scratch_db) as conn:
         rows = conn.execute("select measure, method, n_sims from results.calibration").fetchall()
     assert len(rows) == 10 and {r[2] for r in rows} == {100}

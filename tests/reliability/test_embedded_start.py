@@ -24,7 +24,7 @@ def test_two_processes_start_a_fresh_embedded_server_at_once(tmp_path, monkeypat
     with mp.get_context("spawn").Pool(2) as pool:
         results = pool.map(_start, [home, home])
     assert [r[0] for r in results] == ["liftlab", "liftlab"]
-    assert all({"liftlab", "dagster"} <= set(names) for _, names in results)
+    assert all({"liftlab", "liftlab_dagster"} <= set(names) for _, names in results)
     monkeypatch.setenv("LIFTLAB_HOME", home)
     from liftlab import db
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import copy
 import hashlib
-from pathlib import Path
 
 import polars as pl
 import psycopg
@@ -18,7 +17,7 @@ import yaml
 
 from liftlab import db
 from liftlab.config import REPO_ROOT
-from liftlab.specs import IDENTIFIER, SpecError, parse_spec
+from liftlab.specs import SpecError, parse_spec
 from tests.reliability.helpers import load_files, materialize
 
 HOSTILE = [

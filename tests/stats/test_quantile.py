@@ -13,7 +13,6 @@ upper).variance / n`` fed with *our* q̂ and bounds, and ``TwoSidedTTest`` on th
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import FrozenInstanceError
 
 import numpy as np

@@ -73,3 +73,26 @@ def test_histogram_png(tmp_path):
     path = tmp_path / "aa.png"
     plot_histogram(cals, path)
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_covariates_share_one_rerandomization_and_each_equals_scipy():
+    """calibrate_columns: every column on the same assignments, a missing value leaving only its
+    column; each p-value equals scipy's Welch test on that split."""
+    from liftlab.gates.aa import calibrate_columns
+
+    rng = np.random.default_rng(12)
+    a = rng.poisson(3.0, 1_500).astype(float)
+    b = rng.gamma(2.0, 5.0, 1_500)
+    b[::7] = np.nan
+    p = rerandomized_p_values(np.column_stack([a, b]), share=0.4, n_simulations=40, seed=5, chunk=9)
+    z = np.random.default_rng(5).random((40, a.size)) < 0.4
+    for i in range(6):
+        assert p[i, 0] == pytest.approx(stats.ttest_ind(a[z[i]], a[~z[i]], equal_var=False).pvalue, rel=1e-8)
+        ok = np.isfinite(b)
+        ref = stats.ttest_ind(b[z[i] & ok], b[~z[i] & ok], equal_var=False).pvalue
+        assert p[i, 1] == pytest.approx(ref, rel=1e-8)
+    # one column without missing values: the single-column path on the same stream
+    assert np.allclose(p[:, 0], rerandomized_p_values(a, share=0.4, n_simulations=40, seed=5))
+    cals = calibrate_columns({"a": a, "b": b}, share=0.4, n_simulations=1_000, seed=5)
+    assert [c.metric for c in cals] == ["a", "b"] and cals[1].n_units == int(np.isfinite(b).sum())
+    assert all(c.passed for c in cals)

@@ -96,10 +96,12 @@ def test_uplift_group_materializes_and_reruns_replace(loaded, conn):
     assert explanations.height == 13 and explanations["importance"].max() > 0
 
     metadata = result.asset_materializations_for_node("uplift_learners")[0].metadata
-    plot = next(v for k, v in metadata.items() if k.startswith("qini_plot/winback_email"))
+    plot = next(v for k, v in metadata.items() if k.startswith("qini_plot/winback_email")).value
+    import re
     from pathlib import Path
 
-    assert Path(plot.path).stat().st_size > 1000
+    assert "](data:image/png;base64," in plot  # shown inline in the UI, its file's path as text below
+    assert Path(re.search(r"`([^`]+\.png)`", plot).group(1)).stat().st_size > 1000
 
     before = {t: conn.execute(f"select count(*) from {t}").fetchone()[0] for t in (
         "results.uplift_models", "results.uplift_scores", "results.targeting_policy", "results.uplift_segments")}

@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from liftlab.defs.common import OWNER, io_retry, markdown_table
+from liftlab.defs.common import OWNER, inline_png, io_retry, markdown_table
 from liftlab.defs.resources import PostgresResource
 
 
@@ -54,7 +54,7 @@ def calibration(context: dg.AssetExecutionContext, config: CalibrationSize, post
     return dg.MaterializeResult(
         metadata={
             "n_sims": cfg.n_sims, "n_users": cfg.n_users, "all_passed": bool(table["passed"].all()),
-            "plot": dg.MetadataValue.path(str(png)),
+            "plot": inline_png(png, "calibration of the statistics on simulated experiments"),
             "summary": dg.MetadataValue.md(markdown_table(table.select("measure", "method", "value", "target", "lower_bound", "upper_bound", "passed"))),
         }
     )

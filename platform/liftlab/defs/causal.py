@@ -26,7 +26,6 @@ in ``liftlab.causal`` (pure functions); sklearn/statsmodels/matplotlib load only
 """
 
 
-import base64
 import json
 import math
 
@@ -35,7 +34,7 @@ import polars as pl
 
 from liftlab import config
 from liftlab.db import read_frame, replace_slice
-from liftlab.defs.common import OWNER, io_retry, markdown_table, spec_for_partition
+from liftlab.defs.common import OWNER, inline_png, io_retry, markdown_table, spec_for_partition
 from liftlab.defs.gates import srm_gate
 from liftlab.defs.partitions import experiment_partitions
 from liftlab.defs.resources import PostgresResource
@@ -82,13 +81,12 @@ def rows_frame(study: str, analysis: str, items, run_id: str | None) -> pl.DataF
 
 
 def _plot_metadata(experiment_id: str, name: str, png: bytes) -> dict[str, dg.MetadataValue]:
+    """Write the plot under reports/causal/ and show it inline (its path as text below it)."""
     folder = config.reports_dir() / "causal"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{experiment_id}__{name}.png"
     path.write_bytes(png)
-    uri = base64.b64encode(png).decode()
-    return {f"plot/{name}": dg.MetadataValue.md(f"![{name}](data:image/png;base64,{uri})"),
-            f"plot_path/{name}": dg.MetadataValue.path(str(path))}
+    return {f"plot/{name}": inline_png(path, f"{experiment_id}: {name.replace('_', ' ')}")}
 
 
 def _preview(frame: pl.DataFrame) -> dg.MetadataValue:

@@ -2,11 +2,12 @@
 
 
 from datetime import timedelta
+from pathlib import Path
 
 import dagster as dg
-import polars as pl
 
 from liftlab.specs import LoadedSpec, load_specs
+from liftlab.tables import markdown_table  # noqa: F401 - the asset modules' preview tables
 
 OWNER = "team:experimentation-platform"
 
@@ -32,29 +33,62 @@ def spec_for_partition(partition_key: str) -> LoadedSpec:
     return specs[partition_key]
 
 
-def _cell(value, column: str, digits: int) -> str:
-    """One readable cell: no ``nan``, p-values that underflowed shown as a bound, booleans as ✓."""
-    if value is None or (isinstance(value, float) and value != value):
-        return "–"
-    if isinstance(value, bool):
-        return "✓" if value else ""
-    if isinstance(value, float):
-        if column.startswith("p_value") and value < 10 ** -digits:
-            return "<1e-16" if value < 1e-16 else f"{value:.1e}"
-        if abs(value) >= 10 ** digits:
-            return f"{value:,.0f}"
-        return f"{value:.{digits}g}" if value != 0 and abs(value) < 10 ** -digits else f"{round(value, digits):g}"
-    return str(value).replace("|", "\\|")
+#: A PNG up to this size is embedded in metadata as written; a larger one is downscaled first
+#: (every materialization event stores its metadata in Dagster's event log).
+INLINE_PNG_MAX_BYTES = 300_000
 
 
-def markdown_table(frame: pl.DataFrame, max_rows: int = 30, float_digits: int = 4) -> str:
-    """A small Markdown preview of a frame for asset metadata."""
-    if frame.is_empty():
-        return "_(no rows)_"
-    shown = frame.head(max_rows)
-    header = "| " + " | ".join(shown.columns) + " |"
-    rule = "|" + "---|" * len(shown.columns)
-    rows = ["| " + " | ".join(_cell(v, c, float_digits) for c, v in zip(shown.columns, row)) + " |"
-            for row in shown.iter_rows()]
-    more = [f"\n_{frame.height - max_rows} more rows_"] if frame.height > max_rows else []
-    return "\n".join([header, rule, *rows, *more])
+def _smaller_png(png: bytes, max_bytes: int) -> bytes:
+    """``png`` re-encoded with a 256-colour palette (plots have few colours), shrunk by a quarter
+    at a time until it fits in ``max_bytes``."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(png)).convert("RGBA")
+    image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")  # no black holes
+    scale = 1.0
+    while True:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        frame = image if scale == 1.0 else image.resize(size, Image.Resampling.LANCZOS)
+        buffer = io.BytesIO()
+        frame.quantize(colors=256).save(buffer, format="PNG", optimize=True)
+        if buffer.tell() <= max_bytes or min(size) <= 64:
+            return buffer.getvalue()
+        scale *= 0.75
+
+
+def inline_png(png: str | Path | bytes, alt: str, max_bytes: int = INLINE_PNG_MAX_BYTES) -> dg.MetadataValue:
+    """A plot as Markdown metadata that the Dagster UI shows inline: the PNG embedded as a
+    ``data:image/png;base64`` image (downscaled when larger than ``max_bytes``), then — for a
+    file — its path as plain text. Every plot of every asset goes through here: the UI cannot
+    open a ``file://`` link (it renders it as ``javascript:void(0)``) nor show a path's image."""
+    import base64
+
+    path = None if isinstance(png, bytes) else Path(png)
+    data = png if path is None else path.read_bytes()
+    if len(data) > max_bytes:
+        data = _smaller_png(data, max_bytes)
+    label = " ".join(alt.replace("[", "(").replace("]", ")").split())
+    text = f"![{label}](data:image/png;base64,{base64.b64encode(data).decode()})"
+    if path is not None:
+        text += f"\n\n`{path}`"
+    return dg.MetadataValue.md(text)
+
+
+def partitioned_check(name: str, *, asset, partitions_def: dg.PartitionsDefinition, **kwargs) -> dg.AssetCheckSpec:
+    """An asset check of a partitioned asset that reports **per partition**.
+
+    Dagster 1.13 evaluates a check per partition when its spec has the asset's
+    ``partitions_def``: each evaluation records the step's partition
+    (``AssetCheckEvaluation.partition``), so the UI and the instance keep one result per
+    experiment. A check without it is unpartitioned: every experiment's run replaced the one
+    result, and the UI showed whichever experiment ran last. ``partitions_def`` on a check spec
+    is a preview feature in 1.13; its PreviewWarning is silenced here so that loading the
+    definitions (every run and step process loads them) does not repeat it.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        return dg.AssetCheckSpec(name, asset=asset, partitions_def=partitions_def, **kwargs)

@@ -8,12 +8,21 @@ import polars as pl
 
 from liftlab.db import read_frame, replace_slice
 from liftlab.decide import decide, targeting_recommendation
-from liftlab.defs.common import DAILY_FRESHNESS, OWNER, io_retry, markdown_table
-from liftlab.defs.effects import effects
-from liftlab.defs.gates import srm_gate
+from liftlab.defs.causal import causal_estimates
+from liftlab.defs.common import DAILY_FRESHNESS, OWNER, io_retry
+from liftlab.defs.effects import effects, power
+from liftlab.defs.gates import aa_calibration, srm_gate
 from liftlab.defs.resources import PostgresResource
+from liftlab.defs.uplift import targeting_policy
 from liftlab.gates.store import gate_results
 from liftlab.specs import load_specs
+
+#: Everything ``decide_all`` reads, so the lineage shows every input of a decision:
+#: gates.check_results (the trust gates, and the A/A calibration's informational row),
+#: results.effects, results.power, results.causal_effects, and results.targeting_policy joined
+#: with results.uplift_models (the best learner's policies).
+DECISION_INPUTS = [srm_gate, aa_calibration, effects, power, causal_estimates, ["results", "uplift_models"],
+                   targeting_policy]
 
 
 def decide_all(conn, run_id: str | None) -> pl.DataFrame:
@@ -55,9 +64,9 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
                 "experiment_id": decision.experiment_id,
                 "decision": decision.decision,
                 "variant": decision.variant,
-                "reasons": json.dumps(decision.reasons),
+                "reasons": json.dumps(decision.reasons, ensure_ascii=False),
                 "primary_metric": decision.primary_metric,
-                "rule_trace": json.dumps(decision.rule_trace, default=str),
+                "rule_trace": json.dumps(decision.rule_trace, default=str, ensure_ascii=False),
                 "run_id": run_id,
             }
         )
@@ -76,7 +85,7 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
 @dg.asset(
     retry_policy=io_retry,
     key=["results", "decisions"],
-    deps=[effects, srm_gate],
+    deps=DECISION_INPUTS,
     freshness_policy=DAILY_FRESHNESS,
     group_name="decisions",
     kinds={"python", "postgres"},
@@ -87,11 +96,25 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
 def decisions(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
     with postgres.connect() as conn:
         frame = decide_all(conn, context.run_id)
-    preview = frame.select("experiment_id", "decision", "variant", "reasons")
     return dg.MaterializeResult(
         metadata={
             "dagster/row_count": frame.height,
-            "decisions": dg.MetadataValue.md(markdown_table(preview)),
+            "decisions": dg.MetadataValue.md(decisions_markdown(frame)),
             **{f"decision/{r['experiment_id']}": r["decision"] for r in frame.to_dicts()},
         }
     )
+
+
+def decisions_markdown(frame: pl.DataFrame) -> str:
+    """The decisions as people read them: a summary table, then each experiment's reasons as bullets."""
+    if frame.is_empty():
+        return "_(no experiments)_"
+    rows = frame.to_dicts()
+    lines = ["| experiment | decision | variant | primary metric |", "|---|---|---|---|"]
+    lines += [f"| {r['experiment_id']} | **{r['decision']}** | {r['variant'] or '–'} | {r['primary_metric']} |" for r in rows]
+    for r in rows:
+        reasons = json.loads(r["reasons"]) if isinstance(r["reasons"], str) else list(r["reasons"] or [])
+        variant = f" · {r['variant']}" if r["variant"] else ""
+        lines += ["", f"#### {r['experiment_id']}: {r['decision']}{variant}", ""]
+        lines += [f"- {' '.join(str(reason).split())}" for reason in reasons] or ["- _(no reasons recorded)_"]
+    return "\n".join(lines)

@@ -8,7 +8,7 @@ import dagster as dg
 import polars as pl
 
 from liftlab.db import Between, read_frame, replace_slice
-from liftlab.defs.common import OWNER, io_retry, markdown_table, spec_for_partition
+from liftlab.defs.common import OWNER, inline_png, io_retry, markdown_table, partitioned_check, spec_for_partition
 from liftlab.defs.gates import srm_gate
 from liftlab.defs.partitions import day_partitions, experiment_partitions
 from liftlab.defs.resources import PostgresResource
@@ -253,8 +253,8 @@ def power(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.M
     group_name="effects",
     kinds={"polars", "postgres"},
     owners=[OWNER],
-    check_specs=[dg.AssetCheckSpec(
-        "last_look_equals_final_effects", asset=["results", "daily_looks"],
+    check_specs=[partitioned_check(
+        "last_look_equals_final_effects", asset=["results", "daily_looks"], partitions_def=experiment_partitions,
         description="The look on the last day reproduces results.effects (units per arm exactly, estimates and "
         "bounds to 1e-9): the day-by-day accumulation and the final statistics describe the same data.",
     )],
@@ -268,7 +268,7 @@ def daily_looks(context: dg.AssetExecutionContext, postgres: PostgresResource):
     from liftlab.experiment_stats import (
         LOOK_COLUMNS, daily_look_statistics, look_days, look_effects, look_plan, windowed_look_statistics,
     )
-    from liftlab.reports.plots import cumulative_effect_plot, data_uri
+    from liftlab.reports.plots import cumulative_effect_plot
     from liftlab.sources import adapter
     from liftlab.stats.looks import cumulate_looks
     from liftlab.units import analysis_frame, daily_activity, experiment_caps, window_done_days
@@ -328,7 +328,7 @@ def daily_looks(context: dg.AssetExecutionContext, postgres: PostgresResource):
         metadata["without_looks"] = ", ".join(without)
     if not primary.is_empty():
         png = cumulative_effect_plot(primary, spec.primary_metric, f"{spec.id}: {spec.primary_metric} by day ({method})")
-        metadata["cumulative_effect"] = dg.MetadataValue.md(f"![cumulative effect of {spec.primary_metric}]({data_uri(png)})")
+        metadata["cumulative_effect"] = inline_png(png, f"cumulative effect of {spec.primary_metric}")
     yield dg.MaterializeResult(metadata=metadata)
     yield check
 

@@ -20,7 +20,7 @@ import zlib
 import dagster as dg
 
 from liftlab import config
-from liftlab.defs.common import OWNER, io_retry, markdown_table, spec_for_partition
+from liftlab.defs.common import OWNER, inline_png, io_retry, markdown_table, partitioned_check, spec_for_partition
 from liftlab.defs.partitions import experiment_partitions
 from liftlab.defs.resources import PostgresResource
 from liftlab.gates.store import record_check
@@ -156,8 +156,9 @@ def aa_simulations() -> int:
                      owners=[OWNER], description=GATE_DESCRIPTIONS[name])
         for name in GATE_CHECKS
     ],
-    check_specs=[
-        dg.AssetCheckSpec(check, asset=["gates", name], blocking=blocking, description=text)
+    check_specs=[  # one result per experiment partition (see partitioned_check)
+        partitioned_check(check, asset=["gates", name], partitions_def=experiment_partitions, blocking=blocking,
+                          description=text)
         for name, checks in GATE_CHECKS.items()
         for check, blocking, text in checks
     ],
@@ -224,8 +225,8 @@ def srm_gate(context: dg.AssetExecutionContext, postgres: PostgresResource):
     group_name="gates",
     kinds={"numpy", "postgres"},
     owners=[OWNER],
-    check_specs=[dg.AssetCheckSpec(
-        "aa_calibrated", asset=["gates", "aa_calibration"], blocking=False,
+    check_specs=[partitioned_check(
+        "aa_calibrated", asset=["gates", "aa_calibration"], partitions_def=experiment_partitions, blocking=False,
         description="The Welch test's false-positive rate on re-randomized pre-period data is within "
         "α ± 2·sqrt(α(1−α)/B) and its p-values are uniform (KS).",
     )],
@@ -238,7 +239,7 @@ def aa_calibration(context: dg.AssetExecutionContext, postgres: PostgresResource
     import polars as pl
 
     from liftlab.db import replace_slice
-    from liftlab.gates.aa import calibrate, plot_histogram
+    from liftlab.gates.aa import calibrate_columns, plot_histogram
     from liftlab.units import unit_frame
 
     spec = spec_for_partition(context.partition_key).spec
@@ -249,11 +250,12 @@ def aa_calibration(context: dg.AssetExecutionContext, postgres: PostgresResource
     cals = []
     with postgres.connect() as conn:
         units = unit_frame(conn, spec, covariates) if covariates else pl.DataFrame()
-        for i, covariate in enumerate(covariates):
-            seed = zlib.crc32(f"{spec.id}/{covariate}".encode())
-            # KS at 0.01 per experiment, Bonferroni-split across its covariates
-            cals.append(calibrate(units[covariate].to_numpy(), metric=covariate, share=share, alpha=spec.alpha,
-                                  n_simulations=n_sims, seed=seed, ks_alpha=AA_KS_ALPHA / len(covariates)))
+        if covariates:
+            # every covariate on the same re-randomizations; KS at 0.01 per experiment,
+            # Bonferroni-split across its covariates
+            cals = calibrate_columns({c: units[c].to_numpy() for c in covariates}, share=share, alpha=spec.alpha,
+                                     n_simulations=n_sims, seed=zlib.crc32(spec.id.encode()),
+                                     ks_alpha=AA_KS_ALPHA / len(covariates))
         plot_path = None
         if cals:
             folder = config.reports_dir() / "aa_calibration"
@@ -289,8 +291,7 @@ def aa_calibration(context: dg.AssetExecutionContext, postgres: PostgresResource
         "reason": reason,
     }
     if plot_path is not None:
-        metadata["histogram"] = dg.MetadataValue.path(str(plot_path))
-        metadata["histogram_preview"] = dg.MetadataValue.md(f"![A/A p-values]({plot_path.as_uri()})")
+        metadata["histogram"] = inline_png(plot_path, f"A/A p-values of {spec.id}")
     yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(check_name="aa_calibrated", passed=passed, severity=dg.AssetCheckSeverity.WARN,
                               description=reason, metadata={"status": status})

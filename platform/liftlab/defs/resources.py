@@ -49,22 +49,25 @@ class SyntheticWorldResource(dg.ConfigurableResource):
     show that each is caught by its gate.
     """
 
-    n_users: int | None = None  # None → LIFTLAB_WORLD_USERS or 100,000
+    n_users: int | None = None  # None → LIFTLAB_WORLD_USERS, the loaded world's size, or 100,000
     #: Generate and load the world even if the one loaded has the same settings.
     regenerate: bool = False
-    seed: int | None = None  # None → LIFTLAB_WORLD_SEED or the demo seed
+    seed: int | None = None  # None → LIFTLAB_WORLD_SEED, the loaded world's seed, or the demo seed
     checkout_exposure_loss: float | None = None  # None → LIFTLAB_CHECKOUT_EXPOSURE_LOSS or 3 %
     contamination_share: float = 0.0  # onboarding_adaptive units also exposed to a second arm
     duplicate_day: int | None = None  # experiment day (0-based) whose events are delivered twice
     negative_revenue_rows: int = 0  # payment events with a negated amount
     events_outside_window: int = 0  # exposure rows copied to after the experiment end
 
-    def world_config(self):
+    def world_config(self, loaded: dict | None = None):
+        """The world to have loaded: fields set here, else the environment, else the size and
+        seed of the world already loaded (``loaded``: its recorded config), else the defaults."""
         from liftlab.synth import FaultConfig, WorldConfig
 
+        loaded = loaded or {}
         return WorldConfig(
-            seed=self.seed if self.seed is not None else config.world_seed(),
-            n_users=self.n_users if self.n_users is not None else config.world_size(),
+            seed=self.seed if self.seed is not None else config.world_seed(loaded.get("seed")),
+            n_users=self.n_users if self.n_users is not None else config.world_size(loaded.get("n_users")),
             faults=FaultConfig(
                 checkout_exposure_loss=self.checkout_exposure_loss
                 if self.checkout_exposure_loss is not None

@@ -16,7 +16,7 @@ import polars as pl
 
 from liftlab import config
 from liftlab.db import read_frame, replace_slice
-from liftlab.defs.common import OWNER, io_retry, markdown_table
+from liftlab.defs.common import OWNER, inline_png, io_retry, markdown_table
 from liftlab.defs.resources import PostgresResource
 from liftlab.specs import load_specs
 
@@ -175,7 +175,7 @@ def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, 
             for (arm, metric), part in curves.group_by("arm", "metric", maintain_order=True):
                 path = _reports_dir() / f"qini_{spec.id}_{arm}_{metric}.png".replace(" ", "_")
                 _plot_qini(part, f"{spec.id}: {arm} vs {spec.baseline}, {metric}", path)
-                plots[f"qini_plot/{spec.id}/{arm}/{metric}"] = dg.MetadataValue.path(str(path))
+                plots[f"qini_plot/{spec.id}/{arm}/{metric}"] = inline_png(path, f"Qini and gain curves, {spec.id}: {arm}, {metric}")
             for key, frame in zip(tables, (models, scores, deciles, explanations)):
                 tables[key].append(frame)
     frames = {k: pl.concat(v, how="vertical_relaxed") if v else pl.DataFrame() for k, v in tables.items()}
@@ -270,7 +270,8 @@ def targeting_policy(context: dg.AssetExecutionContext, postgres: PostgresResour
                     summaries.append(full)
                 path = _reports_dir() / f"policy_{experiment_id}_{arm}_{metric}.png".replace(" ", "_")
                 _plot_policy(curves_for_plot, f"{experiment_id}: {arm}, {metric} (cost {cost:g}, value {value:g})", path)
-                metadata[f"policy_plot/{experiment_id}/{arm}/{metric}"] = dg.MetadataValue.path(str(path))
+                metadata[f"policy_plot/{experiment_id}/{arm}/{metric}"] = inline_png(
+                    path, f"profit of targeting the top k %, {experiment_id}: {arm}, {metric}")
             frame = _with(pl.concat(parts, how="diagonal_relaxed"), POLICY_COLUMNS, context.run_id).with_columns(
                 pl.col("k_pct").cast(pl.Float64))
             replace_slice(conn, "results.targeting_policy", frame, where={"experiment_id": experiment_id})

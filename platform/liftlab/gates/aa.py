@@ -105,27 +105,53 @@ def rerandomized_p_values(
 ) -> np.ndarray:
     """p-values of the Welch test over ``n_simulations`` Bernoulli(``share``) re-randomizations of ``y``.
 
-    Work is done in chunks of re-randomizations sized to keep the 0/1 matrix near 64 MB.
+    ``y`` of one column gives one p-value per re-randomization (non-finite values dropped first);
+    ``y`` of shape (units, k) gives (n_simulations, k): every column is tested on the *same*
+    re-randomizations (one random matrix for all covariates), a unit missing in a column leaving
+    only that column. Work is done in chunks of re-randomizations sized to keep the 0/1 matrix
+    near 64 MB.
     """
     if not 0 < share < 1:
         raise ValueError("share must be in (0, 1)")
     y = np.asarray(y, dtype=np.float64)
-    y = y[np.isfinite(y)]
-    n = y.size
+    single = y.ndim == 1
+    if single:
+        y = y[np.isfinite(y)][:, None]
+    n, k = y.shape
+    finite = np.isfinite(y)
+    counts = finite.sum(axis=0)
     # centre before squaring: Σy² of a centred variable keeps the variance well conditioned
-    yc = y - y.mean() if n else y
-    moments = np.column_stack([np.ones(n), yc, yc * yc])  # N × 3
+    means = np.divide(np.where(finite, y, 0.0).sum(axis=0), counts, out=np.zeros(k), where=counts > 0)
+    yc = np.where(finite, y - means, 0.0)
+    moments = np.concatenate([finite.astype(np.float64), yc, yc * yc], axis=1)  # N × 3k
     total = moments.sum(axis=0)
     rng = np.random.default_rng(seed)
     chunk = chunk or max(1, min(n_simulations, (64 << 20) // max(8 * n, 1)))
-    out = np.empty(n_simulations)
+    out = np.empty((n_simulations, k))
     for start in range(0, n_simulations, chunk):  # a few chunks, each fully vectorised
         b = min(chunk, n_simulations - start)
         z = (rng.random((b, n)) < share).astype(np.float64)
-        arm1 = z @ moments  # b × 3: n, Σy, Σy² of the variant arm
+        arm1 = z @ moments  # b × 3k: n, Σy, Σy² of the variant arm per column
         arm0 = total[None, :] - arm1
-        out[start:start + b] = welch_p_values(arm1[:, 0], arm1[:, 1], arm1[:, 2], arm0[:, 0], arm0[:, 1], arm0[:, 2])
-    return out
+        out[start:start + b] = welch_p_values(arm1[:, :k], arm1[:, k:2 * k], arm1[:, 2 * k:],
+                                              arm0[:, :k], arm0[:, k:2 * k], arm0[:, 2 * k:])
+    return out[:, 0] if single else out
+
+
+def _calibration(metric: str, y: np.ndarray, p: np.ndarray, *, share: float, alpha: float, n_simulations: int,
+                 ks_alpha: float, seed: int) -> Calibration:
+    from scipy import stats
+
+    valid = p[~np.isnan(p)]
+    fpr = float(np.mean(valid < alpha)) if valid.size else math.nan
+    low, high = band(alpha, n_simulations)
+    if valid.size:
+        ks = stats.kstest(valid, "uniform")
+        ks_stat, ks_p = float(ks.statistic), float(ks.pvalue)
+    else:
+        ks_stat, ks_p = math.nan, math.nan
+    return Calibration(metric, int(np.isfinite(np.asarray(y, float)).sum()), n_simulations, alpha, share, fpr,
+                       low, high, ks_stat, ks_p, ks_alpha, seed, p)
 
 
 def calibrate(
@@ -139,21 +165,31 @@ def calibrate(
     seed: int = 0,
 ) -> Calibration:
     """Re-randomize ``y`` ``n_simulations`` times and measure the Welch test's FPR and p-value uniformity."""
-    from scipy import stats
-
     if n_simulations < 2:
         raise ValueError("n_simulations must be >= 2")
     p = rerandomized_p_values(y, share=share, n_simulations=n_simulations, seed=seed)
-    valid = p[~np.isnan(p)]
-    fpr = float(np.mean(valid < alpha)) if valid.size else math.nan
-    low, high = band(alpha, n_simulations)
-    if valid.size:
-        ks = stats.kstest(valid, "uniform")
-        ks_stat, ks_p = float(ks.statistic), float(ks.pvalue)
-    else:
-        ks_stat, ks_p = math.nan, math.nan
-    return Calibration(metric, int(np.isfinite(np.asarray(y, float)).sum()), n_simulations, alpha, share, fpr,
-                       low, high, ks_stat, ks_p, ks_alpha, seed, p)
+    return _calibration(metric, y, p, share=share, alpha=alpha, n_simulations=n_simulations, ks_alpha=ks_alpha, seed=seed)
+
+
+def calibrate_columns(
+    columns: dict[str, np.ndarray],
+    *,
+    share: float = 0.5,
+    alpha: float = 0.05,
+    n_simulations: int = 1000,
+    ks_alpha: float = 0.01,
+    seed: int = 0,
+) -> list[Calibration]:
+    """:func:`calibrate` for several covariates of the same units on the same re-randomizations
+    (one random matrix instead of one per covariate: the cost of one covariate for all)."""
+    if n_simulations < 2:
+        raise ValueError("n_simulations must be >= 2")
+    if not columns:
+        return []
+    matrix = np.column_stack([np.asarray(v, dtype=np.float64) for v in columns.values()])
+    p = rerandomized_p_values(matrix, share=share, n_simulations=n_simulations, seed=seed)
+    return [_calibration(name, matrix[:, j], p[:, j].copy(), share=share, alpha=alpha, n_simulations=n_simulations,
+                         ks_alpha=ks_alpha, seed=seed) for j, name in enumerate(columns)]
 
 
 def plot_histogram(calibrations: list[Calibration], path) -> None:

@@ -21,9 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from scipy import stats as _st
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["SrmResult", "srm_test", "DimensionSrm", "srm_by_dimension", "describe_dimensions"]
 
@@ -161,7 +164,8 @@ def srm_test(
         reason = f"possible sample ratio mismatch (p < {warn_below:g}): {worst}; {summary}"
     else:
         status = "PASS"
-        reason = f"no sample ratio mismatch: largest deviation {worst}; {summary}"
+        # Worded by the threshold it passed, not as an absence: p = 0.011 is no proof of a match.
+        reason = f"sample ratio within the warning threshold (p ≥ {warn_below:g}): largest deviation {worst}; {summary}"
     return SrmResult(stat, p, df, observed, expected, status, reason)
 
 

@@ -43,6 +43,14 @@ def world_settings(config) -> dict:
     return {"config": json.loads(json.dumps(dataclasses.asdict(config), default=str)), "generator": generator_fingerprint()}
 
 
+def loaded_world_config(conn: psycopg.Connection) -> dict | None:
+    """The config (size, seed, faults) the loaded world was generated with, or None."""
+    if conn.execute("select to_regclass('raw.world_settings') is null").fetchone()[0]:
+        return None
+    row = conn.execute("select settings from raw.world_settings order by generated_at desc limit 1").fetchone()
+    return None if row is None else row[0].get("config")
+
+
 def loaded_world_matches(conn: psycopg.Connection, config) -> bool:
     """The world loaded in this database was generated with exactly these settings."""
     if conn.execute("select to_regclass('raw.world_settings') is null or to_regclass('marts.fct_user_daily') is null").fetchone()[0]:

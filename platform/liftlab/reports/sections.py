@@ -30,7 +30,13 @@ def statistics_section(conn: psycopg.Connection, data: ReportData) -> None:
         (data.experiment_id,),
     )
     if not frame.is_empty():
-        data.extra_tables.append(("Primary metric: always-valid bounds, Bayesian summary, CUPED gain", frame))
+        title = "Primary metric: always-valid bounds, Bayesian summary, CUPED gain"
+        cuped_off = "cuped" not in set(frame["method"]) and data.spec.get("design", "randomized") == "randomized"
+        if cuped_off:
+            metric = frame["metric"][0]
+            title += (f" (CUPED off: {metric} has no pre-period column — declare a covariate pre_{metric} "
+                      f"or map one in cuped_covariates)")
+        data.extra_tables.append((title, frame.drop("variance_reduction", "rho2") if cuped_off else frame))
 
 
 def srm_section(conn: psycopg.Connection, data: ReportData) -> None:
