@@ -189,3 +189,25 @@ def test_decision_reasons_read_as_text_in_the_ui(browser, webserver, built):
         assert reasons.split(" (")[0] in text  # "Mens E-Mail improves conversion by +118.84%"
     finally:
         browser.save_screenshot(str(SHOTS / "decisions_asset.png"))
+
+
+def test_the_srm_check_has_a_result_per_experiment_in_the_ui(browser, webserver):
+    """gates/srm's check, Partitions tab: one row per experiment, the halted one failed."""
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from liftlab.specs import load_specs
+
+    browser.get(f"{webserver}/assets/gates/srm?view=checks")
+    try:
+        WebDriverWait(browser, 120).until(lambda d: "srm_passed" in d.find_element("tag name", "body").text)
+        _dismiss_dialogs(browser)
+        tab = WebDriverWait(browser, 60).until(
+            lambda d: d.find_elements("xpath", "//*[normalize-space(text())='Partitions']")[-1])
+        browser.execute_script("arguments[0].click()", tab)
+        ids = [item.spec.id for item in load_specs()]
+        WebDriverWait(browser, 60).until(lambda d: "Passed (" in d.find_element("tag name", "body").text)
+        text = browser.find_element("tag name", "body").text
+        assert all(i in text for i in ids), text[-2000:]
+        assert "Failed (1)" in text and f"Passed ({len(ids) - 1})" in text  # checkout_redesign halts
+    finally:
+        browser.save_screenshot(str(SHOTS / "srm_check_partitions.png"))

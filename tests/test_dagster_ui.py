@@ -185,7 +185,7 @@ def test_decisions_depend_on_every_table_they_read():
 
 # 5. the code location loads under its own name ----------------------------------------------------
 
-def test_liftlab_dev_loads_the_code_location_without_name_warnings(tmp_path, monkeypatch):
+def test_liftlab_dev_loads_the_code_location_without_name_warnings(server, monkeypatch):
     """``liftlab dev`` names the code location as the project does, so loading the definitions
     (which Dagster repeats in every run and step process) does not warn that the names differ."""
     import liftlab.cli as cli
@@ -206,11 +206,15 @@ def test_liftlab_dev_loads_the_code_location_without_name_warnings(tmp_path, mon
     names = [origin.location_name for origin in WorkspaceFileTarget(paths=[workspace]).create_origins()]
     assert names == [project["code_location_name"]] == ["liftlab"]
 
-    # Load it as dagster dev does: a code server registered under the workspace's location name.
-    (tmp_path / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # Load it as dagster dev does: a code server registered under the workspace's location name,
+    # from the repository root with its dagster.yaml (Dagster's storage in Postgres).
+    from liftlab import db
+
+    db.ensure_database(server, db.dagster_db(server.dbname))
     dagster = Path(sys.executable).with_name("dagster")
     out = subprocess.run([str(dagster), "definitions", "validate", "-w", workspace], capture_output=True, text=True,
-                         timeout=300, cwd=tmp_path, env={**os.environ, "DAGSTER_HOME": str(tmp_path)})
+                         timeout=300, cwd=REPO_ROOT,
+                         env={**os.environ, "DAGSTER_PG_URL": db.dagster_storage_url(server)})
     log = out.stdout + out.stderr
     assert out.returncode == 0, log[-3000:]
     assert "code location liftlab" in log

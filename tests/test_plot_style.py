@@ -6,6 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.heavy  # imports causalml in a subprocess (~12 s): not in make test-fast
+
 
 def test_importing_causalml_through_liftlab_leaves_the_plot_style_alone():
     """causalml restyles matplotlib globally when imported (fivethirtyeight); liftlab's import

@@ -122,6 +122,10 @@ def run_pipeline(
     """Run the jobs in order (module docstring). ``experiments`` narrows every step to those
     experiments (their units, their days' statistics, their uplift models, their analyses);
     ``studies=False`` leaves the uplift models as they are, ``reports=False`` the reports."""
+    # One process runs every job here: keep one pooled connection to Dagster's storage instead of
+    # a new one per event (dagster-postgres defaults to NullPool; the webserver pools the same way).
+    # No statement timeout (0): a long event-log write must not fail a run.
+    instance.optimize_for_webserver(statement_timeout=0, pool_recycle=3600, max_overflow=4)
     defs = definitions_with(resources)
     postgres = defs.resources["postgres"]
     run_ids: dict[str, str] = {}

@@ -782,16 +782,39 @@ def parse_spec(text: str, path: Path, catalogue=None) -> ExperimentSpec:
         raise SpecError("\n".join(problems)) from None
 
 
+#: Validated spec folders by the exact bytes of their specs and of the catalogue: one analysis
+#: run asks for the specs in every step, and validation (pydantic, the catalogue) is the cost.
+_LOADED: dict[tuple, list[LoadedSpec]] = {}
+
+
+def _folder_key(directory: Path, files: list[Path]) -> tuple:
+    metrics = config.metrics_dir()
+    catalogue_files = sorted([*metrics.glob("*.yaml"), *metrics.glob("*.yml")]) if metrics.is_dir() else []
+    return (str(directory.resolve()), str(metrics),
+            tuple((str(p), hashlib.sha256(p.read_bytes()).hexdigest()) for p in [*files, *catalogue_files]))
+
+
 def load_specs(directory: Path | None = None, catalogue=None) -> list[LoadedSpec]:
     """Load and validate every ``*.yaml``/``*.yml`` in ``directory``; all problems in one error.
 
     The metric catalogue (``catalogue``, default ``metrics/``) is loaded once, and only when a
-    spec needs it (a warehouse or demo source)."""
+    spec needs it (a warehouse or demo source). A folder whose specs and catalogue files are
+    byte for byte those of an earlier call in this process is not validated again."""
     directory = directory or config.experiments_dir()
     if not directory.is_dir():
         raise SpecError(f"{directory}: no such folder of experiment specs (LIFTLAB_EXPERIMENTS_DIR)")
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
-    catalogue = catalogue if catalogue is not None else _LazyCatalogue()
+    key = _folder_key(directory, files) if catalogue is None else None
+    if key is not None and key in _LOADED:
+        return list(_LOADED[key])
+    loaded = _load_files(files, catalogue if catalogue is not None else _LazyCatalogue())
+    if key is not None:
+        _LOADED.clear()  # one folder state at a time: memory stays flat however often files change
+        _LOADED[key] = list(loaded)
+    return loaded
+
+
+def _load_files(files: list[Path], catalogue) -> list[LoadedSpec]:
     loaded: list[LoadedSpec] = []
     problems: list[str] = []
     seen: dict[str, Path] = {}

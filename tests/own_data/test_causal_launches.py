@@ -26,6 +26,8 @@ from liftlab.synth.launches import opt_in_launch, staggered_launch
 from tests.conftest import drop_database
 from tests.own_data.helpers import team_pipeline
 
+pytestmark = pytest.mark.heavy  # runs the pipeline with causal fits on a team schema: not in make test-fast
+
 START = dt.date(2026, 10, 5)  # daily partitions start on 2026-09-01 (LIFTLAB_FIRST_DAY)
 
 CATALOGUE = """

@@ -15,6 +15,8 @@ from liftlab.config import REPO_ROOT
 from tests.conftest import drop_database
 from tests.own_data.helpers import team_pipeline
 
+pytestmark = pytest.mark.heavy  # runs the pipeline twice on 64,000 Hillstrom units: not in make test-fast
+
 DATA = REPO_ROOT / "experiments" / "data" / "hillstrom.csv"
 COLUMNS = """
     recency: integer
