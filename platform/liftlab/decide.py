@@ -263,7 +263,13 @@ def decide(
 
 
 def _gate_reason(gate: Mapping) -> str:
+    """The gate's reason: its own ``reason``, else the one in ``details`` (a dict, or JSON text as
+    gates.check_results returns it)."""
+    import json
+
     details = gate.get("details") or {}
+    if isinstance(details, str):
+        details = json.loads(details)
     return gate.get("reason") or (details.get("reason", "") if isinstance(details, Mapping) else "")
 
 

@@ -44,10 +44,7 @@ def decide_all(conn, run_id: str | None) -> pl.DataFrame:
     rows = []
     for item in load_specs():
         spec = item.spec
-        spec_gates = [
-            {**g, "reason": json.loads(g["details"]).get("reason", "") if isinstance(g["details"], str) else g["details"].get("reason", "")}
-            for g in gates.filter(pl.col("experiment_id") == spec.id).to_dicts()
-        ] if not gates.is_empty() else []
+        spec_gates = gates.filter(pl.col("experiment_id") == spec.id).to_dicts() if not gates.is_empty() else []
         spec_effects = effect_rows.filter(pl.col("experiment_id") == spec.id).to_dicts() if not effect_rows.is_empty() else []
         spec_causal = causal_rows.filter(pl.col("study") == spec.id).to_dicts() if not causal_rows.is_empty() else []
         spec_power = power_rows.filter(pl.col("experiment_id") == spec.id).to_dicts() if not power_rows.is_empty() else []

@@ -84,7 +84,7 @@ def synthetic_world(context: dg.AssetExecutionContext, config: WorldRunConfig, p
     chunk by chunk as it is generated (memory does not grow with the world's size) — when a spec
     uses the demo and the loaded world's settings differ. Otherwise nothing is materialized (and
     dbt, which only cleans the world, is skipped too)."""
-    from liftlab.ingest.world import load_world_stream, loaded_world_config, loaded_world_matches, uses_demo_world
+    from liftlab.ingest.world import load_world_stream, loaded_settings, loaded_world_matches, uses_demo_world
     from liftlab.synth import WorldStream
 
     specs = [item for item in load_specs() if not config.experiments or item.spec.id in config.experiments]
@@ -92,8 +92,9 @@ def synthetic_world(context: dg.AssetExecutionContext, config: WorldRunConfig, p
         context.log.info("no spec to build uses the demo world (source: {kind: demo}): nothing to generate")
         return
     with postgres.connect() as conn:
-        settings = world.world_config(loaded_world_config(conn))
-        if not world.regenerate and loaded_world_matches(conn, settings):
+        loaded = loaded_settings(conn)
+        settings = world.world_config((loaded or {}).get("config"))
+        if not world.regenerate and loaded_world_matches(conn, settings, loaded):
             context.log.info(f"the demo world with seed {settings.seed} and {settings.n_users:,} users is loaded "
                              "already: not regenerated")
             return

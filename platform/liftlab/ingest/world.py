@@ -43,20 +43,21 @@ def world_settings(config) -> dict:
     return {"config": json.loads(json.dumps(dataclasses.asdict(config), default=str)), "generator": generator_fingerprint()}
 
 
-def loaded_world_config(conn: psycopg.Connection) -> dict | None:
-    """The config (size, seed, faults) the loaded world was generated with, or None."""
+def loaded_settings(conn: psycopg.Connection) -> dict | None:
+    """What the loaded world was generated with (:func:`world_settings`), or None."""
     if conn.execute("select to_regclass('raw.world_settings') is null").fetchone()[0]:
         return None
     row = conn.execute("select settings from raw.world_settings order by generated_at desc limit 1").fetchone()
-    return None if row is None else row[0].get("config")
+    return None if row is None else row[0]
 
 
-def loaded_world_matches(conn: psycopg.Connection, config) -> bool:
-    """The world loaded in this database was generated with exactly these settings."""
-    if conn.execute("select to_regclass('raw.world_settings') is null or to_regclass('marts.fct_user_daily') is null").fetchone()[0]:
+def loaded_world_matches(conn: psycopg.Connection, config, loaded: dict | None = None) -> bool:
+    """The world loaded in this database (``loaded``: its :func:`loaded_settings`, read if not
+    given) was generated with exactly these settings, and cleaned into the marts."""
+    if conn.execute("select to_regclass('marts.fct_user_daily') is null").fetchone()[0]:
         return False
-    row = conn.execute("select settings from raw.world_settings order by generated_at desc limit 1").fetchone()
-    return row is not None and row[0] == world_settings(config)
+    loaded = loaded if loaded is not None else loaded_settings(conn)
+    return loaded is not None and loaded == world_settings(config)
 
 
 def load_world_stream(conn: psycopg.Connection, stream, run_id: str | None = None, timings: dict | None = None) -> dict[str, LoadReport]:
