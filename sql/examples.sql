@@ -38,10 +38,11 @@ where s.metric_role = 'primary' and s.is_decision_estimate and s.significant and
 order by s.experiment_id, s.variant;
 
 -- 6. When did the always-valid interval of the primary metric first exclude 0? (the day a team
--- watching every morning could have stopped, with the error rate still at alpha)
+-- watching every morning could have stopped, with the family-wise error rate still at alpha:
+-- the sequences at the level the sequential decision reads, alpha split over the arms)
 select l.experiment_id, l.variant, l.method, min(l.look_date) as first_day_excluding_0
 from results.daily_looks l
-where l.metric_role = 'primary' and (l.cs_low > 0 or l.cs_high < 0)
+where l.metric_role = 'primary' and (l.cs_low_adj > 0 or l.cs_high_adj < 0)
 group by 1, 2, 3
 order by 1, 2, 3;
 

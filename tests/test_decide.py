@@ -25,8 +25,11 @@ def spec(**changes) -> ExperimentSpec:
 
 
 def effect(metric, rel, low, high, p, method="welch_t", variant="treatment", **extra):
+    """A hand-made effect row whose interval is both its CI and its confidence sequence (so the
+    branches below read the same under either inference policy; the policy tests set them apart)."""
     return {"metric": metric, "variant": variant, "method": method, "abs_effect": rel, "rel_effect": rel,
-            "rel_ci_low": low, "rel_ci_high": high, "p_value": p, "p_value_adj": p, **extra}
+            "rel_ci_low": low, "rel_ci_high": high, "cs_low": low, "cs_high": high, "rel_cs_low": low,
+            "rel_cs_high": high, "p_value": p, "p_value_adj": p, **extra}
 
 
 WIN = effect("converted", 0.10, 0.05, 0.15, 0.001)
@@ -147,8 +150,68 @@ def test_the_reasons_name_an_arm_a_guardrail_stopped():
 
 
 def test_the_reason_names_the_rule_that_made_the_effect_significant():
-    fixed = decide(spec(alpha=0.1), PASS, [WIN, SAFE_GUARDRAIL], today=AFTER_END).reasons[0]
-    assert "adjusted p=0.001 < α=0.1" in fixed and "90 % CI +5.00% to +15.00%" in fixed
+    fixed = decide(spec(alpha=0.1, inference="fixed_horizon"), PASS, [WIN, SAFE_GUARDRAIL], today=AFTER_END).reasons[0]
+    assert "p=0.001 < α=0.1 at the fixed horizon" in fixed and "90 % CI +5.00% to +15.00%" in fixed
     crossed = {**WIN, "cs_low": 0.01, "cs_high": 0.2}
     running = decide(spec(), PASS, [crossed, SAFE_GUARDRAIL], today=dt.date(2026, 9, 10)).reasons[0]
-    assert "always-valid 95 % confidence sequence excludes 0" in running and "p=" not in running
+    assert "95 % always-valid confidence sequence excludes 0 after 9 days" in running and "p=" not in running
+
+
+# --- inference policies (issue #17): one policy per spec, from the first look to the last ----------
+
+def test_the_default_policy_is_sequential_for_daily_looks_and_fixed_for_a_single_look():
+    from liftlab.decide import inference_policy
+
+    assert inference_policy(spec()) == "sequential"  # demo: exposure times, daily looks
+    file_spec = spec(source={"kind": "file", "path": "x.csv", "unit_column": "user_id", "variant_column": "variant",
+                             "columns": {"user_id": "string", "variant": "string", "converted": "float",
+                                         "support_tickets": "float"},
+                             "outcomes": ["converted", "support_tickets"]})
+    assert inference_policy(file_spec) == "fixed_horizon"
+    assert inference_policy(spec(inference="fixed_horizon")) == "fixed_horizon"
+
+
+def test_sequential_stays_sequential_after_the_end_date():
+    # Significant by the fixed-horizon p value, but the confidence sequence covers 0: under the
+    # sequential policy the end date does not switch to the p value (that spent α twice).
+    p_only = {**WIN, "cs_low": -0.01, "cs_high": 0.2}
+    d = decide(spec(), PASS, [p_only, SAFE_GUARDRAIL], today=AFTER_END)
+    assert d.decision == "HOLD" and "always-valid" in d.reasons[0]
+    fixed = decide(spec(inference="fixed_horizon"), PASS, [p_only, SAFE_GUARDRAIL], today=AFTER_END)
+    assert fixed.decision == "SHIP"
+
+
+def test_fixed_horizon_decides_once_at_the_end_and_never_earlier():
+    crossed = {**WIN, "cs_low": 0.01, "cs_high": 0.2}
+    fixed = spec(inference="fixed_horizon")
+    for day in (dt.date(2026, 9, 2), dt.date(2026, 9, 20), dt.date(2026, 9, 28)):
+        d = decide(fixed, PASS, [crossed, SAFE_GUARDRAIL], today=day)
+        assert d.decision == "KEEP RUNNING" and "tested once, after 2026-09-28" in d.reasons[0]
+    assert decide(fixed, PASS, [crossed, SAFE_GUARDRAIL], today=dt.date(2026, 9, 29)).decision == "SHIP"
+
+
+def test_the_sequences_split_alpha_over_the_arms():
+    three = spec(variants=[{"name": "control", "allocation": 0.34}, {"name": "v1", "allocation": 0.33},
+                           {"name": "v2", "allocation": 0.33}], guardrails=[])
+    # Unadjusted sequence excludes 0, the sequence at α/2 does not: no win while the test runs.
+    row = {**effect("converted", 0.10, 0.05, 0.15, 0.001, variant="v1"), "cs_low": 0.002, "cs_high": 0.2,
+           "cs_low_adj": -0.004, "cs_high_adj": 0.21, "rel_cs_low_adj": -0.004, "rel_cs_high_adj": 0.21,
+           "alpha_adj": 0.025}
+    flat = effect("converted", 0.0, -0.05, 0.05, 0.9, variant="v2")
+    d = decide(three, PASS, [row, flat], today=dt.date(2026, 9, 10))
+    assert d.decision == "KEEP RUNNING" and "97.5 % always-valid CS" in d.reasons[0]
+    won = {**row, "cs_low_adj": 0.001}
+    d = decide(three, PASS, [won, flat], today=dt.date(2026, 9, 10))
+    assert d.decision == "SHIP" and "97.5 % always-valid confidence sequence excludes 0" in d.reasons[0]
+    assert "95 % family-wise over 2 arms" in d.reasons[0]
+
+
+def test_guardrails_are_judged_on_their_own_family_and_the_policy_interval():
+    # Within tolerance on the fixed-horizon CI, but the guardrail's always-valid sequence (its
+    # Bonferroni share) reaches beyond the 5 % tolerance: a sequential SHIP waits for it.
+    guard = {**effect("support_tickets", 0.0, -0.02, 0.02, 0.9), "rel_cs_low_adj": -0.09, "rel_cs_high_adj": 0.09,
+             "cs_low_adj": -0.09, "cs_high_adj": 0.09, "alpha_adj": 0.05}
+    d = decide(spec(), PASS, [WIN, guard], today=AFTER_END)
+    assert d.decision == "HOLD" and "95 % always-valid CS" in d.reasons[0] and "cannot rule out harm" in d.reasons[0]
+    fixed = decide(spec(inference="fixed_horizon"), PASS, [WIN, guard], today=AFTER_END)
+    assert fixed.decision == "SHIP"

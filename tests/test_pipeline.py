@@ -99,7 +99,7 @@ def test_hillstrom_matches_published_figures_and_scipy(pipeline, hillstrom_frame
         effects = db.read_frame(
             conn,
             "select metric, abs_effect, abs_ci_low, abs_ci_high, p_value from results.effects "
-            "where experiment_id = 'hillstrom' and variant = 'Mens E-Mail'",
+            "where experiment_id = 'hillstrom' and variant = 'Mens E-Mail' and method = 'welch_t'",
         )
     got = {r["metric"]: r for r in effects.to_dicts()}
     assert got["conversion"]["abs_effect"] == pytest.approx(0.006805, abs=1e-6)

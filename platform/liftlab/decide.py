@@ -14,16 +14,24 @@ The rules, in order (each leaves a line in the rule trace):
    the estimate is (omitted-variable bound and placebo for an observational design, trends
    and placebo adoption for a rollout).
 3. **Primary metric** — per non-baseline arm, on the best available estimate (CUPED when the
-   metric has a pre-period covariate, else Welch / the delta method for ratios). Before the
-   spec's ``end_date`` only the always-valid confidence sequence counts (daily looks keep the
-   error rate): a win needs the sequence to exclude 0, else ``KEEP RUNNING``. From
-   ``end_date`` on, the effect is significant when its multiplicity-adjusted p-value (Holm
-   across arms) is below α. A *win* moves in the metric's good direction and, when the spec
-   sets ``practical_threshold``, by at least that relative amount.
-4. **Guardrails** — for each winning arm every guardrail must be non-inferior: the confidence
-   bound of the relative effect on the harmful side must stay within the tolerance
-   (Schuirmann-style one-sided non-inferiority at the CI's level). A guardrail vetoes: it is
-   never outvoted by the primary metric.
+   metric has a pre-period covariate, else Welch / the delta method for ratios), under the
+   spec's inference policy (:func:`inference_policy`):
+
+   * ``sequential`` (default for sources with daily looks): at every look, before and after
+     ``end_date``, an effect is significant when its always-valid confidence sequence excludes
+     0, each arm's sequence at ``α/m`` for ``m`` arms (``cs_*_adj``, Bonferroni), so the chance
+     that any arm is ever wrongly declared, over all looks, stays ≤ α. Nothing conclusive
+     before ``end_date`` → ``KEEP RUNNING``;
+   * ``fixed_horizon``: nothing is decided before ``end_date`` (``KEEP RUNNING``); from then on
+     the effect is significant when its Holm-adjusted p value (across arms) is below α.
+
+   A *win* moves in the metric's good direction and, when the spec sets
+   ``practical_threshold``, by at least that relative amount.
+4. **Guardrails** — for each winning arm every guardrail must be non-inferior: the bound of
+   the relative effect on the harmful side must stay within the tolerance (Schuirmann-style
+   one-sided non-inferiority). The interval is the guardrail's own family's (Bonferroni over
+   the arms) and of the same policy: its always-valid sequence under ``sequential``, its
+   fixed-horizon CI otherwise. A guardrail vetoes: it is never outvoted by the primary metric.
 5. ``SHIP`` the winning arm with the largest relative primary effect whose guardrails all
    hold; ``HOLD`` when a winner is vetoed by an inconclusive guardrail; ``ROLLBACK`` when a
    guardrail is significantly harmed beyond its tolerance, or when an arm significantly harms
@@ -63,18 +71,54 @@ def _p(row: Mapping) -> float:
     return float("nan") if p is None else float(p)
 
 
-def guardrail_status(row: Mapping, direction: str, tolerance: float) -> tuple[str, str]:
-    """PASS (non-inferior), BREACH (significantly worse beyond tolerance) or INCONCLUSIVE."""
-    low, high = row.get("rel_ci_low"), row.get("rel_ci_high")
-    if low is None or high is None or math.isnan(low) or math.isnan(high):
-        return "INCONCLUSIVE", f"{row['metric']}: no relative confidence interval"
+def guardrail_status(row: Mapping, direction: str, tolerance: float, policy: str = "fixed_horizon",
+                     alpha: float | None = None) -> tuple[str, str]:
+    """PASS (non-inferior), BREACH (significantly worse beyond tolerance) or INCONCLUSIVE, on
+    the relative interval the policy reads (:func:`interval`)."""
+    low, high, label = interval(row, policy, relative=True, alpha=alpha)
+    if not (_finite(low) and _finite(high)):
+        return "INCONCLUSIVE", f"{row['metric']}: no relative {label}"
     harmful_bound, best_bound = (low, high) if direction == "higher_is_better" else (-high, -low)
-    text = f"{row['metric']} {_fmt_pct(row.get('rel_effect'))} (CI {_fmt_pct(low)} to {_fmt_pct(high)}, tolerance {tolerance:.0%})"
+    text = f"{row['metric']} {_fmt_pct(row.get('rel_effect'))} ({label} {_fmt_pct(low)} to {_fmt_pct(high)}, tolerance {tolerance:.0%})"
     if harmful_bound >= -tolerance:
         return "PASS", f"{text} is within its non-inferiority margin"
     if best_bound < -tolerance:
         return "BREACH", f"{text} is significantly worse than the tolerance allows"
     return "INCONCLUSIVE", f"{text} cannot rule out harm beyond the tolerance"
+
+
+def _pct_level(level: float) -> str:
+    return f"{level * 100:.4g} %"
+
+
+def interval(row: Mapping, policy: str, relative: bool = False, alpha: float | None = None) -> tuple[float, float, str]:
+    """(low, high, label) of the interval a policy decides on, with its level in the label.
+
+    ``sequential``: the always-valid confidence sequence at the family's adjusted level
+    (``cs_*_adj``); ``fixed_horizon``: the multiplicity-adjusted CI (``*_ci_*_adj``). Rows
+    without adjusted columns (a causal estimate, a hand-made row) give the unadjusted interval
+    at ``1 − alpha`` (the row's ``level`` when it has one)."""
+    sequential = policy == "sequential"
+    stem = ("rel_cs" if relative else "cs") if sequential else ("rel_ci" if relative else "abs_ci")
+    kind = "always-valid CS" if sequential else "CI"
+    low, high = row.get(f"{stem}_low_adj"), row.get(f"{stem}_high_adj")
+    if _finite(low) and _finite(high) and _finite(row.get("alpha_adj")):
+        return float(low), float(high), f"{_pct_level(1 - float(row['alpha_adj']))} {kind}"
+    low, high = row.get(f"{stem}_low"), row.get(f"{stem}_high")
+    level = row.get("level")
+    level = float(level) if _finite(level) else (1 - alpha if alpha is not None else 0.95)
+    return (float(low) if _finite(low) else float("nan"), float(high) if _finite(high) else float("nan"),
+            f"{_pct_level(level)} {kind}")
+
+
+def inference_policy(spec: ExperimentSpec) -> str:
+    """The spec's ``inference``, else sequential for a source with exposure times (daily looks)
+    and fixed_horizon for one without (a single look at the data)."""
+    if spec.inference is not None:
+        return spec.inference
+    from liftlab.sources import adapter
+
+    return "sequential" if adapter(spec).timestamped else "fixed_horizon"
 
 
 #: The causal estimate a non-randomized design is decided on, in order of preference.
@@ -182,7 +226,8 @@ def _decide_causal(spec: ExperimentSpec, causal: Sequence[Mapping], trace: list[
         row = next((r for r in causal if r["metric"] == _label(spec, guardrail.metric)
                     and r["estimator"] == chosen["estimator"] and r["estimand"] == chosen["estimand"]), None)
         status, detail = ("INCONCLUSIVE", f"{guardrail.metric}: no {chosen['estimator']} estimate") if row is None else \
-            guardrail_status(_with_relative(row), spec.guardrail_direction(guardrail), guardrail.tolerance)
+            guardrail_status(_with_relative(row), spec.guardrail_direction(guardrail), guardrail.tolerance,
+                             alpha=spec.alpha)
         trace.append({"rule": "guardrail", "variant": variant, "metric": guardrail.metric, "status": status,
                       "estimator": chosen["estimator"], "detail": detail})
         if status == "BREACH":
@@ -278,16 +323,33 @@ def warnings_of(gates: Sequence[Mapping]) -> list[str]:
     return [f"warning — gate {g['check']}: {_gate_reason(g)}".rstrip(": ") for g in gates if g.get("status") == "WARN"]
 
 
-def _significance_text(row: Mapping, spec: ExperimentSpec, sequential: bool) -> str:
+def _significance_text(row: Mapping, spec: ExperimentSpec, policy: str, arms: int, days: int | None) -> str:
     """Which rule made the primary effect significant, worded with the level it holds at."""
-    level = f"{(1 - spec.alpha) * 100:g} %"
-    if sequential:
-        return (f"the always-valid {level} confidence sequence excludes 0 "
-                f"({float(row['cs_low']):+.4g} to {float(row['cs_high']):+.4g})")
-    ci = ""
-    if _finite(row.get("rel_ci_low")) and _finite(row.get("rel_ci_high")):
-        ci = f", {level} CI {_fmt_pct(row['rel_ci_low'])} to {_fmt_pct(row['rel_ci_high'])}"
-    return f"adjusted p={_p(row):.2g} < α={spec.alpha:g}{ci}"
+    if policy == "sequential":
+        low, high, label = interval(row, policy, alpha=spec.alpha)
+        after = f" after {days} day{'s' if days != 1 else ''}" if days is not None else ""
+        family = f"; {_pct_level(1 - spec.alpha)} family-wise over {arms} arms" if arms > 1 else ""
+        return f"the {label.replace('CS', 'confidence sequence')} excludes 0{after} ({low:+.4g} to {high:+.4g}{family})"
+    low, high, label = interval(row, policy, relative=True, alpha=spec.alpha)
+    ci = f", {label} {_fmt_pct(low)} to {_fmt_pct(high)}" if _finite(low) and _finite(high) else ""
+    holm = "Holm-adjusted " if arms > 1 else ""
+    return f"{holm}p={_p(row):.2g} < α={spec.alpha:g} at the fixed horizon{ci}"
+
+
+def _arm_summary(arm: str, row: Mapping, spec: ExperimentSpec, policy: str) -> str:
+    """One arm's primary effect with the evidence the policy reads (sequence or adjusted p)."""
+    if policy == "sequential":
+        low, high, label = interval(row, policy, relative=True, alpha=spec.alpha)
+        return f"{arm} {_fmt_pct(row.get('rel_effect'))} ({label} {_fmt_pct(low)} to {_fmt_pct(high)})"
+    return f"{arm} {_fmt_pct(row.get('rel_effect'))} (adjusted p={_p(row):.2g})"
+
+
+def significant_by_policy(row: Mapping, spec: ExperimentSpec, policy: str) -> bool:
+    """The primary effect is significant under the policy (sequence excludes 0 / adjusted p < α)."""
+    if policy == "sequential":
+        low, high, _ = interval(row, policy, alpha=spec.alpha)
+        return (_finite(low) and low > 0) or (_finite(high) and high < 0)
+    return _p(row) < spec.alpha
 
 
 def _decide_randomized(spec: ExperimentSpec, effects: Sequence[Mapping], power: Sequence[Mapping],
@@ -297,32 +359,37 @@ def _decide_randomized(spec: ExperimentSpec, effects: Sequence[Mapping], power: 
 
     by_metric = preferred_estimates(effects)
     today = today or dt.date.today()
-    running = spec.end_date is not None and today <= spec.end_date
+    ended = spec.end_date is None or today > spec.end_date
+    policy = inference_policy(spec)
+    # Days of exposures the looks hold: up to yesterday (a look reads complete days), at most the
+    # experiment's own days.
+    last_day = today - dt.timedelta(days=1) if spec.end_date is None else min(today - dt.timedelta(days=1), spec.end_date)
+    days = (last_day - spec.start_date).days + 1 if spec.start_date is not None and last_day >= spec.start_date else None
     arms = [v.name for v in spec.variants if v.name != spec.baseline]
+    trace.append({"rule": "inference", "policy": policy, "ended": ended, "days": days})
     missing = [a for a in arms if (primary, a) not in by_metric]
     if missing:
         reason = f"no estimate of {primary} for {missing}"
         trace.append({"rule": "primary", "passed": False, "detail": reason})
         return Decision(spec.id, "HOLD", None, [reason], primary, trace)
+    if policy == "fixed_horizon" and not ended:
+        left = (spec.end_date - today).days + 1
+        reason = (f"fixed-horizon inference: {primary} is tested once, after {spec.end_date} "
+                  f"({left} day{'s' if left != 1 else ''} left); no earlier look counts")
+        trace.append({"rule": "primary", "passed": False, "detail": reason})
+        return Decision(spec.id, "KEEP RUNNING", None, [reason], primary, trace)
 
     sign = 1.0 if spec.direction(primary) == "higher_is_better" else -1.0
     winners, losers = [], []
-    sequential: dict[str, bool] = {}
     for arm in arms:
         row = by_metric[(primary, arm)]
-        p = _p(row)
-        sequential[arm] = running and _finite(row.get("cs_low")) and _finite(row.get("cs_high"))
-        if sequential[arm]:
-            # Always-valid: the confidence sequence may be checked at every daily look.
-            significant = row["cs_low"] > 0 or row["cs_high"] < 0
-        else:
-            significant = p < spec.alpha
+        significant = significant_by_policy(row, spec, policy)
         good = sign * float(row["abs_effect"]) > 0
         practical = spec.practical_threshold is None or sign * float(row.get("rel_effect") or 0.0) >= spec.practical_threshold
         trace.append({
-            "rule": "primary", "variant": arm, "metric": primary, "method": row.get("method"), "p_value_adj": p,
+            "rule": "primary", "variant": arm, "metric": primary, "method": row.get("method"), "p_value_adj": _p(row),
             "rel_effect": row.get("rel_effect"), "significant": significant, "good_direction": good,
-            "practical": practical, "sequential": running,
+            "practical": practical, "policy": policy,
         })
         if significant and good and practical:
             winners.append(arm)
@@ -337,9 +404,10 @@ def _decide_randomized(spec: ExperimentSpec, effects: Sequence[Mapping], power: 
         for guardrail in spec.guardrails:
             row = by_metric.get((guardrail.metric, arm))
             status, text = ("INCONCLUSIVE", f"{guardrail.metric}: no estimate") if row is None else guardrail_status(
-                row, spec.guardrail_direction(guardrail), guardrail.tolerance
+                row, spec.guardrail_direction(guardrail), guardrail.tolerance, policy, spec.alpha
             )
-            trace.append({"rule": "guardrail", "variant": arm, "metric": guardrail.metric, "status": status, "detail": text})
+            trace.append({"rule": "guardrail", "variant": arm, "metric": guardrail.metric, "status": status,
+                          "policy": policy, "detail": text})
             if status != "PASS":
                 vetoed.setdefault(arm, []).append(f"guardrail {text}")
                 (breaches if status == "BREACH" else vetoes).append(f"{arm}: guardrail {text}")
@@ -351,7 +419,7 @@ def _decide_randomized(spec: ExperimentSpec, effects: Sequence[Mapping], power: 
         row = by_metric[(primary, best)]
         reasons = [
             f"{best} improves {primary} by {_fmt_pct(row.get('rel_effect'))} "
-            f"(abs {float(row['abs_effect']):+.4g}; {_significance_text(row, spec, sequential[best])})",
+            f"(abs {float(row['abs_effect']):+.4g}; {_significance_text(row, spec, policy, len(arms), days)})",
             "all guardrails within their non-inferiority margins" if spec.guardrails else "no guardrails declared",
         ]
         # Arms that also won on the primary metric but were stopped by a guardrail: the reader
@@ -367,15 +435,12 @@ def _decide_randomized(spec: ExperimentSpec, effects: Sequence[Mapping], power: 
     if losers:
         reasons = [
             f"{arm} harms {primary}: {_fmt_pct(by_metric[(primary, arm)].get('rel_effect'))} "
-            f"(adjusted p={_p(by_metric[(primary, arm)]):.2g})"
+            f"({_significance_text(by_metric[(primary, arm)], spec, policy, len(arms), days)})"
             for arm in losers
         ]
         return Decision(spec.id, "ROLLBACK", None, reasons, primary, trace)
-    summary = ", ".join(
-        f"{arm} {_fmt_pct(by_metric[(primary, arm)].get('rel_effect'))} (adjusted p={_p(by_metric[(primary, arm)]):.2g})"
-        for arm in arms
-    )
-    if running:
+    summary = ", ".join(_arm_summary(arm, by_metric[(primary, arm)], spec, policy) for arm in arms)
+    if not ended:
         return Decision(spec.id, "KEEP RUNNING", None, [
             f"no effect on {primary} is conclusive yet under always-valid inference ({summary}); "
             f"the experiment runs until {spec.end_date}"], primary, trace)
@@ -385,8 +450,8 @@ def _decide_randomized(spec: ExperimentSpec, effects: Sequence[Mapping], power: 
     ]
     if underpowered:
         worst = min(underpowered, key=lambda r: r["power_at_mde"])
-        days = worst.get("days_needed")
-        more = f"; about {math.ceil(days)} more days at current traffic" if _finite(days) and days > 0 else ""
+        days_needed = worst.get("days_needed")
+        more = f"; about {math.ceil(days_needed)} more days at current traffic" if _finite(days_needed) and days_needed > 0 else ""
         return Decision(spec.id, "KEEP RUNNING", None, [
             f"no significant effect on {primary} ({summary}), but power at the MDE is only "
             f"{worst['power_at_mde']:.0%} < {spec.power:.0%}{more}"], primary, trace)

@@ -42,6 +42,8 @@ EFFECT_COLUMNS = [
     "n_window_incomplete",
     # 012_one_estimate
     "is_decision_estimate",
+    # 014_exact_error_rates
+    "cs_low_adj", "cs_high_adj", "rel_cs_low_adj", "rel_cs_high_adj", "inference",
 ]
 
 
@@ -197,13 +199,14 @@ def experiment_effects(daily: pl.DataFrame, spec: ExperimentSpec, window_incompl
     window was not complete at the cut-off (a ratio counts its parts' largest).
     ``quantile_rows``: quantile metric → its pooled rows (:func:`quantile_effects`); the quantile
     rows join the same multiple-testing families as the other metrics."""
+    from liftlab.decide import inference_policy
     from liftlab.stats.engine import adjust, analyze
 
     options = engine_options(spec)
     table = analyze(merge_days(daily), keys=[], **options) if options["kinds"] else pl.DataFrame()
     if quantile_rows:
         table = pl.concat([t for t in (table, quantile_effects(quantile_rows, spec)) if t.height], how="vertical_relaxed")
-    table = adjust(table, spec.metric_roles(), alpha=spec.alpha)
+    table = adjust(table, spec.metric_roles(), alpha=spec.alpha, tau=spec.sequential_tuning)
     options["kinds"] |= {m: "quantile" for m in (quantile_rows or {})}
     left_out = {}
     if window_incomplete is not None:
@@ -212,6 +215,7 @@ def experiment_effects(daily: pl.DataFrame, spec: ExperimentSpec, window_incompl
     return mark_decision_estimates(table.with_columns(
         pl.lit(spec.id).alias("experiment_id"),
         pl.lit(spec.alpha).alias("alpha"),
+        pl.lit(inference_policy(spec)).alias("inference"),
         pl.col("metric").replace_strict(options["kinds"], default="mean").alias("metric_kind"),
         pl.col("metric").replace_strict(left_out, default=None, return_dtype=pl.Int64).alias("n_window_incomplete"),
     ), spec)
@@ -237,6 +241,8 @@ LOOK_COLUMNS = [
     "experiment_id", "look_date", "metric", "metric_role", "variant", "baseline", "method", "n_baseline", "n_variant",
     "mean_baseline", "mean_variant", "abs_effect", "abs_se", "abs_ci_low", "abs_ci_high", "rel_effect", "rel_ci_low",
     "rel_ci_high", "p_value", "cs_low", "cs_high", "rel_cs_low", "rel_cs_high", "run_id",
+    # 014_exact_error_rates: the sequences at the family's level, as the decision reads them
+    "alpha_adj", "cs_low_adj", "cs_high_adj", "rel_cs_low_adj", "rel_cs_high_adj",
 ]
 
 
@@ -332,15 +338,14 @@ def windowed_look_statistics(units: pl.DataFrame, spec: ExperimentSpec, arms: li
 
 def look_effects(stats: pl.DataFrame, spec: ExperimentSpec) -> pl.DataFrame:
     """Effects per look day (Welch / delta method and CUPED, as :func:`experiment_effects`) with the
-    confidence sequence. Not multiplicity-adjusted across days: the confidence sequence is the
-    interval that stays valid over all looks."""
-    from liftlab.stats.engine import analyze
+    confidence sequences, per arm (``cs_*``) and at the family's level (``cs_*_adj``, what the
+    sequential decision reads). Not multiplicity-adjusted across days: the confidence sequence is
+    the interval that stays valid over all looks."""
+    from liftlab.stats.engine import adjust, analyze
 
     table = analyze(stats, keys=["look_date"], **engine_options(spec))
-    return table.with_columns(
-        pl.lit(spec.id).alias("experiment_id"),
-        pl.col("metric").replace_strict(spec.metric_roles(), default="secondary").alias("metric_role"),
-    )
+    return adjust(table, spec.metric_roles(), alpha=spec.alpha, keys=["look_date"], tau=spec.sequential_tuning
+                  ).with_columns(pl.lit(spec.id).alias("experiment_id"))
 
 
 def power_table(effects: pl.DataFrame, daily: pl.DataFrame, spec: ExperimentSpec) -> pl.DataFrame:
@@ -415,7 +420,7 @@ def slice_effects(units: pl.DataFrame, spec: ExperimentSpec, caps: dict[str, flo
     table = analyze(stats, keys=["dimension", "slice"], **engine_options(spec))
     small = (pl.col("n_baseline") < spec.slice_min_units) | (pl.col("n_variant") < spec.slice_min_units)
     estimated = table.filter(~small)
-    adjusted = adjust(estimated, {m: "secondary" for m in plan}, alpha=spec.alpha, keys=["metric"]) if estimated.height else None
+    adjusted = adjust(estimated, {m: "secondary" for m in plan}, alpha=spec.alpha, keys=["metric"], tau=spec.sequential_tuning) if estimated.height else None
     reported = table.filter(small).with_columns(
         pl.lit(False).alias("estimated"),
         pl.format("fewer than {} units per arm: reported, not estimated", pl.lit(spec.slice_min_units)).alias("note"),

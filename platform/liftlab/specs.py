@@ -388,6 +388,11 @@ class ExperimentSpec(_Strict):
     slice_min_units: Annotated[int, Field(ge=2)] = 100
     #: Significance level; intervals are at 1 − alpha.
     alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    #: How looks are decided: ``sequential`` — at every look, before and after ``end_date``, on the
+    #: always-valid confidence sequences (α split over the arms); ``fixed_horizon`` — once, from
+    #: ``end_date`` on, on Holm-adjusted p values, never earlier. Absent → sequential for sources
+    #: with exposure times (daily looks), fixed_horizon otherwise.
+    inference: Literal["sequential", "fixed_horizon"] | None = None
     #: Target power at the MDE; below it, a null result says KEEP RUNNING.
     power: Annotated[float, Field(gt=0, lt=1)] = 0.8
     #: Smallest relative effect worth detecting on the primary metric (power planning).

@@ -82,6 +82,46 @@ def test_adjusted_p_values_and_cis():
     assert (out["abs_ci_high_adj"] - out["abs_ci_low_adj"] >= out["abs_ci_high"] - out["abs_ci_low"] - 1e-12).all()
 
 
+def test_sequences_split_alpha_over_each_family():
+    """The adjusted sequences are the gbstats-formula sequence at the family's Bonferroni level:
+    α/3 for a 3-arm primary metric and for each guardrail across its arms."""
+    from liftlab.stats.sequential import confidence_sequence
+
+    st = aggregate_joint(_frame(5), ["variant"], {"y": ("y", "x", None), "s": ("s", None, None)})
+    out = adjust(analyze(st, "control", cuped=["y"], tau=2_000), {"y": "primary", "s": "guardrail"}, tau=2_000)
+    assert set(out["alpha_adj"].round(12).to_list()) == {round(0.05 / 3, 12)}
+    n = (out["n_baseline"] + out["n_variant"]).cast(pl.Float64).to_numpy()
+    lo, hi = confidence_sequence(out["abs_effect"].to_numpy(), out["abs_se"].to_numpy() ** 2, n, 0.05 / 3, 2_000)
+    np.testing.assert_allclose(out["cs_low_adj"].to_numpy(), lo, rtol=1e-13)
+    np.testing.assert_allclose(out["cs_high_adj"].to_numpy(), hi, rtol=1e-13)
+    rlo, _ = confidence_sequence(out["rel_effect"].to_numpy(), out["rel_se"].to_numpy() ** 2, n, 0.05 / 3, 2_000)
+    np.testing.assert_allclose(out["rel_cs_low_adj"].to_numpy(), rlo, rtol=1e-13)
+    assert ((out["cs_high_adj"] - out["cs_low_adj"]) > (out["cs_high"] - out["cs_low"])).all()
+
+
+def test_families_adjusted_at_once_equal_one_by_one():
+    """adjust_in_groups (a million simulated families in one sort) = holm / benjamini_hochberg and
+    their CI levels family by family, NaN p values (untestable arms) included."""
+    from liftlab.stats.multiple_testing import (
+        adjust_in_groups, benjamini_hochberg, bonferroni_alpha, fcr_alpha, holm,
+    )
+
+    r = np.random.default_rng(8)
+    n = 4_000
+    groups = r.integers(0, 600, n)
+    p = r.uniform(0, 1, n) ** 3
+    p[r.uniform(size=n) < 0.05] = np.nan
+    p[r.uniform(size=n) < 0.1] = 0.01  # ties
+    is_holm = groups % 2 == 0
+    adj, level = adjust_in_groups(p, groups, is_holm, 0.05)
+    for g in np.unique(groups):
+        i = groups == g
+        ref = holm(p[i]) if g % 2 == 0 else benjamini_hochberg(p[i])
+        ref_level = bonferroni_alpha(int(np.sum(~np.isnan(p[i]))), 0.05) if g % 2 == 0 else fcr_alpha(p[i], 0.05)
+        np.testing.assert_allclose(adj[i], ref, rtol=0, atol=1e-15)
+        np.testing.assert_allclose(level[i], ref_level, rtol=1e-15)
+
+
 def test_non_randomized_name_and_errors():
     st = aggregate_joint(_frame(4, arms=("control", "t")), ["variant"], {"y": ("y", "x", None)})
     out = analyze(st, "control", base_method="naive_welch_t")

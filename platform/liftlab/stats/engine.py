@@ -35,11 +35,10 @@ from scipy import stats as _st
 from .bayes import DEFAULT_PRIOR_SD, bayes_summary
 from .cuped import cuped_adjust
 from .moments import MOMENT_COLUMNS
-from .multiple_testing import benjamini_hochberg, bonferroni_alpha, fcr_alpha, holm
 from .ratio import arm_moments
 from .sequential import DEFAULT_TAU, confidence_sequence
 
-__all__ = ["analyze", "adjust", "ENGINE_COLUMNS"]
+__all__ = ["analyze", "adjust", "two_sample", "ENGINE_COLUMNS"]
 
 ENGINE_COLUMNS: dict[str, pl.DataType] = {
     "metric": pl.String(), "variant": pl.String(), "baseline": pl.String(), "method": pl.String(),
@@ -68,7 +67,7 @@ def _with_defaults(stats: pl.DataFrame) -> pl.DataFrame:
     return stats.with_columns(add) if add else stats
 
 
-def _two_sample(e0, e1, v0, v1, n0, n1, alpha, reference):
+def two_sample(e0, e1, v0, v1, n0, n1, alpha, reference):
     """Absolute and relative effect, SE, t, Welch df, p, CI for independent arm estimates."""
     with np.errstate(divide="ignore", invalid="ignore"):
         diff = e1 - e0
@@ -167,7 +166,7 @@ def analyze(
         frame = pl.DataFrame({k: (v if isinstance(v, pl.Series) else pl.Series(k, v)).alias(k) for k, v in cols.items()})
         return frame
 
-    raw = _two_sample(m0["est"], m1["est"], m0["var"], m1["var"], n0, n1, alpha, reference)
+    raw = two_sample(m0["est"], m1["est"], m0["var"], m1["var"], n0, n1, alpha, reference)
     names = [base_method or ("delta_method" if k == "ratio" else "welch_t") for k in kind]
     out = [block(names, raw, {"e0": m0["est"], "e1": m1["est"]})]
 
@@ -175,7 +174,7 @@ def analyze(
     if sel.any():
         pooled = arm_moments({c: a0[c] + a1[c] for c in _ARM})
         theta, rho2, e0, e1, v0, v1, vr = cuped_adjust(m0, m1, pooled)
-        res = _two_sample(e0, e1, v0, v1, n0, n1, alpha, reference)
+        res = two_sample(e0, e1, v0, v1, n0, n1, alpha, reference)
         cup = block(["cuped"] * joined.height, res, {"e0": e0, "e1": e1, "theta": theta, "vr": vr, "rho2": rho2})
         out.append(cup.filter(pl.Series(sel)))
     schema_keys = {k: stats.schema[k] for k in keys}
@@ -199,36 +198,38 @@ def adjust(
     alpha: float = 0.05,
     keys: Sequence[str] = (),
     reference: str = "t",
+    tau: float = DEFAULT_TAU,
 ) -> pl.DataFrame:
-    """Add ``metric_role``, ``p_value_adj``, ``alpha_adj`` and adjusted CIs (``*_ci_*_adj``).
+    """Add ``metric_role``, ``p_value_adj``, ``alpha_adj``, adjusted CIs (``*_ci_*_adj``) and
+    adjusted confidence sequences (``*cs_*_adj``).
 
     Families, within (keys…, method): the primary metric across arms — Holm (1979), CIs at
     the Bonferroni level ``α/m``; all secondary metrics × arms — Benjamini–Hochberg (1995),
     FCR-adjusted CIs at ``R·α/m`` (Benjamini & Yekutieli 2005); each guardrail across arms —
-    Holm with Bonferroni CIs.
+    Holm with Bonferroni CIs. The confidence sequences are split the same way: each arm's
+    sequence at ``α/m`` (Bonferroni over the family's arms), so that the probability that *any*
+    arm's sequence ever excludes its true effect, over all looks, stays ≤ α (a union bound over
+    time-uniform events; Howard et al. 2021 §5). The sequential decision rule reads these.
     """
+    from .multiple_testing import adjust_in_groups
+
     t = table.with_columns(pl.col("metric").replace_strict(dict(roles), default="secondary").alias("metric_role"))
-    t = t.with_columns(
-        pl.when(pl.col("metric_role") == "secondary").then(pl.lit("secondary"))
-        .otherwise(pl.col("metric_role") + pl.lit(":") + pl.col("metric")).alias("_family")
-    ).with_row_index("_row")
-    p_adj = np.full(t.height, np.nan)
-    a_adj = np.full(t.height, np.nan)
-    for _, part in t.partition_by([*keys, "method", "_family"], as_dict=True, maintain_order=True).items():
-        idx = part["_row"].to_numpy()
-        p = part["p_value"].to_numpy()
-        if part["metric_role"][0] == "secondary":
-            p_adj[idx] = benjamini_hochberg(p)
-            a_adj[idx] = fcr_alpha(p, alpha)
-        else:
-            p_adj[idx] = holm(p)
-            a_adj[idx] = bonferroni_alpha(int(np.sum(~np.isnan(p))), alpha)
+    family = [*keys, "method", pl.when(pl.col("metric_role") == "secondary").then(pl.lit("secondary"))
+              .otherwise(pl.col("metric_role") + pl.lit(":") + pl.col("metric"))]
+    groups = t.select(pl.struct(family).rank("dense")).to_series().to_numpy() if t.height else np.zeros(0)
+    p_adj, a_adj = adjust_in_groups(t["p_value"].to_numpy(), groups,
+                                    (t["metric_role"] != "secondary").to_numpy(), alpha)
     df = t["df"].to_numpy()
     q = _quantile(a_adj, df, reference)
     ae, ase = t["abs_effect"].to_numpy(), t["abs_se"].to_numpy()
     re, rse = t["rel_effect"].to_numpy(), t["rel_se"].to_numpy()
+    ntot = (t["n_baseline"].cast(pl.Float64) + t["n_variant"].cast(pl.Float64)).to_numpy()
+    cs_lo, cs_hi = confidence_sequence(ae, ase**2, ntot, a_adj, tau)
+    rcs_lo, rcs_hi = confidence_sequence(re, rse**2, ntot, a_adj, tau)
     return t.with_columns(
         pl.Series("p_value_adj", p_adj), pl.Series("alpha_adj", a_adj),
         pl.Series("abs_ci_low_adj", ae - q * ase), pl.Series("abs_ci_high_adj", ae + q * ase),
         pl.Series("rel_ci_low_adj", re - q * rse), pl.Series("rel_ci_high_adj", re + q * rse),
-    ).drop("_row", "_family")
+        pl.Series("cs_low_adj", cs_lo), pl.Series("cs_high_adj", cs_hi),
+        pl.Series("rel_cs_low_adj", rcs_lo), pl.Series("rel_cs_high_adj", rcs_hi),
+    )

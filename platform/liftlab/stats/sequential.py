@@ -29,24 +29,28 @@ __all__ = ["sequential_rho", "cs_halfwidth", "confidence_sequence"]
 DEFAULT_TAU = 5_000.0
 
 
-def sequential_rho(alpha: float, tau: float = DEFAULT_TAU) -> float:
-    """Mixture parameter ρ optimising the boundary width at ``tau`` units (gbstats)."""
+def sequential_rho(alpha, tau: float = DEFAULT_TAU):
+    """Mixture parameter ρ optimising the boundary width at ``tau`` units (gbstats); ``alpha``
+    may be an array (one level per row, e.g. a Bonferroni share of α)."""
     la = -2.0 * np.log(alpha)
-    return float(np.sqrt((la + np.log(la + 1.0)) / tau))
+    rho = np.sqrt((la + np.log(la + 1.0)) / tau)
+    return float(rho) if np.ndim(rho) == 0 else rho
 
 
-def cs_halfwidth(var, n_total, alpha: float = 0.05, tau: float = DEFAULT_TAU) -> np.ndarray:
-    """Half-width of the two-sided asymptotic CS for an estimate with variance ``var`` at ``n_total`` units."""
+def cs_halfwidth(var, n_total, alpha=0.05, tau: float = DEFAULT_TAU) -> np.ndarray:
+    """Half-width of the two-sided asymptotic CS for an estimate with variance ``var`` at ``n_total``
+    units; ``alpha`` a level or an array of levels (one per row)."""
     var = np.asarray(var, dtype=np.float64)
     n = np.asarray(n_total, dtype=np.float64)
-    rho2 = sequential_rho(alpha, tau) ** 2
+    alpha = np.asarray(alpha, dtype=np.float64)
+    rho2 = np.asarray(sequential_rho(alpha, tau)) ** 2
     with np.errstate(divide="ignore", invalid="ignore"):
         s2 = var * n
         w = np.sqrt(s2) * np.sqrt(2.0 * (n * rho2 + 1.0) / (n * n * rho2) * np.log(np.sqrt(n * rho2 + 1.0) / alpha))
     return np.where(n > 0, w, np.nan)
 
 
-def confidence_sequence(estimate, var, n_total, alpha: float = 0.05, tau: float = DEFAULT_TAU):
+def confidence_sequence(estimate, var, n_total, alpha=0.05, tau: float = DEFAULT_TAU):
     """(low, high) of the always-valid CS around ``estimate``."""
     w = cs_halfwidth(var, n_total, alpha, tau)
     est = np.asarray(estimate, dtype=np.float64)
