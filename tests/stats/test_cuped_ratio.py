@@ -135,7 +135,7 @@ def test_ratio_ci_coverage_by_simulation():
         y = r.gamma(np.maximum(d, 1e-12), arm_value) * (d > 0)
         cover.append((y, d))
     truth = value * 1.05 - value  # E[revenue]/E[sessions] = value per arm
-    from liftlab.stats.engine import _two_sample
+    from liftlab.stats.engine import two_sample
     from liftlab.stats.ratio import arm_moments
 
     def moments(y, d):
@@ -144,6 +144,6 @@ def test_ratio_ci_coverage_by_simulation():
                             "sum_d_sq": (d * d).sum(1), "sum_yd": (y * d).sum(1), "sum_x": z, "sum_x_sq": z, "sum_xy": z, "sum_xd": z})
 
     m0, m1 = moments(*cover[0]), moments(*cover[1])
-    res = _two_sample(m0["est"], m1["est"], m0["var"], m1["var"], m0["n"], m1["n"], 0.05, "normal")
+    res = two_sample(m0["est"], m1["est"], m0["var"], m1["var"], m0["n"], m1["n"], 0.05, "normal")
     coverage = np.mean((res["abs_ci_low"] <= truth) & (truth <= res["abs_ci_high"]))
     assert 0.93 <= coverage <= 0.97, coverage  # ±4 binomial SE around 0.95

@@ -15,8 +15,9 @@ and the one-sample Kolmogorov–Smirnov test of the p-values against U(0, 1)
 Vectorised: each re-randomization is a Bernoulli(w) assignment of every unit (the planned
 share of the variant arm within baseline + variant); a chunk of assignments is a 0/1 matrix
 ``Z`` (chunk × N) and the per-arm sufficient statistics come from one matrix product,
-``Z @ [y, y²]`` — no Python loop over re-randomizations or units. The Welch statistic and
-Welch–Satterthwaite df follow from ``n, Σy, Σy²`` exactly as in ``liftlab.stats.welch``.
+``Z @ [1, y−ȳ, (y−ȳ)²]`` (centred at the pooled mean for a stable variance) — no Python loop
+over re-randomizations or units. The Welch statistic, Welch–Satterthwaite df and p-value come
+from ``liftlab.stats.engine.two_sample``, the same function as every other effect in liftlab.
 Pure module: no Dagster, no database.
 """
 
@@ -31,26 +32,29 @@ HIST_BINS = 20
 
 
 def welch_p_values(n1: np.ndarray, s1: np.ndarray, ss1: np.ndarray, n0: np.ndarray, s0: np.ndarray, ss0: np.ndarray) -> np.ndarray:
-    """Two-sided Welch p-values from arrays of sufficient statistics (n, Σy, Σy²) per arm.
+    """Two-sided Welch p-values from arrays of per-arm sufficient statistics ``(n, Σ(y−c), Σ(y−c)²)``.
 
-    ``t = (m1 − m0) / sqrt(v1/n1 + v0/n0)``, ``df`` by Welch–Satterthwaite; NaN where an arm
-    has fewer than two units or both variances are 0. Equals
+    The test is :func:`liftlab.stats.engine.two_sample` (Welch 1947 with Welch–Satterthwaite df,
+    the platform's one implementation), fed the arm means and the variances of the means.
+    ``c`` is any shift common to both arms; the variance is shift-invariant, and the caller
+    should pass sums about a value near the data (:func:`rerandomized_p_values` uses the pooled
+    mean). Why: each arm's centred sum of squares is ``M2 = Σ(y−c)² − (Σ(y−c))²/n``, whose
+    relative rounding error is about ``ε·(1 + n(ȳ−c)²/M2)`` (Chan, Golub & LeVeque 1983, "Algorithms
+    for computing the sample variance", The American Statistician 37(3), the shifted-data
+    algorithm). With ``c`` the pooled mean, ``ȳ_arm − c = O(s/√n)`` and the error is O(ε) whatever
+    the magnitude of ``y``; with raw power sums (``c = 0``) it grows like ``ε·ȳ²/s²`` and is
+    total for values ~1e9 with spread ~1e-3 (``tests/gates/test_aa_stable.py``). NaN where an
+    arm has fewer than two units or both variances are 0. Equals
     ``scipy.stats.ttest_ind(equal_var=False).pvalue`` element-wise.
     """
-    from scipy import stats
+    from liftlab.stats.engine import two_sample
 
     n1, n0 = np.asarray(n1, float), np.asarray(n0, float)
     with np.errstate(divide="ignore", invalid="ignore"):
         m1, m0 = s1 / n1, s0 / n0
-        v1 = np.maximum(ss1 - n1 * m1 * m1, 0.0) / (n1 - 1)
-        v0 = np.maximum(ss0 - n0 * m0 * m0, 0.0) / (n0 - 1)
-        a1, a0 = v1 / n1, v0 / n0
-        se2 = a1 + a0
-        t = (m1 - m0) / np.sqrt(se2)
-        df = se2 * se2 / (a1 * a1 / (n1 - 1) + a0 * a0 / (n0 - 1))
-    p = 2.0 * stats.t.sf(np.abs(t), df)
-    bad = (n1 < 2) | (n0 < 2) | ~(se2 > 0)
-    return np.where(bad, np.nan, p)
+        v1 = np.maximum(ss1 - s1 * m1, 0.0) / (n1 - 1) / n1  # variance of the arm mean
+        v0 = np.maximum(ss0 - s0 * m0, 0.0) / (n0 - 1) / n0
+    return two_sample(m0, m1, v0, v1, n0, n1, 0.05, "t")["p_value"]
 
 
 def band(alpha: float, n_simulations: int) -> tuple[float, float]:
@@ -120,8 +124,10 @@ def rerandomized_p_values(
     n, k = y.shape
     finite = np.isfinite(y)
     counts = finite.sum(axis=0)
-    # centre before squaring: Σy² of a centred variable keeps the variance well conditioned
+    # centre before squaring (see welch_p_values): a two-pass mean, whose second pass removes the
+    # rounding of the first, then Σ(y−ȳ), Σ(y−ȳ)² per arm are well conditioned at any magnitude
     means = np.divide(np.where(finite, y, 0.0).sum(axis=0), counts, out=np.zeros(k), where=counts > 0)
+    means += np.divide(np.where(finite, y - means, 0.0).sum(axis=0), counts, out=np.zeros(k), where=counts > 0)
     yc = np.where(finite, y - means, 0.0)
     moments = np.concatenate([finite.astype(np.float64), yc, yc * yc], axis=1)  # N × 3k
     total = moments.sum(axis=0)

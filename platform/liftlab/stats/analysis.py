@@ -3,22 +3,23 @@
 :func:`compare_arms` is the frame-level entry point of the frequentist engine:
 it takes the output of :func:`liftlab.stats.sufficient.aggregate` (or the
 equivalent SQL rollup) and returns one Welch test per (keys…, metric,
-variant ≠ baseline), with Holm-adjusted p values across the variant arms of
-each metric (Holm 1979) so that "any treatment beats control" claims control
+variant ≠ baseline) — computed in one vectorised call of
+:func:`liftlab.stats.engine.two_sample` (through :func:`liftlab.stats.welch.welch_arrays`),
+the platform's one Welch / delta-method kernel — with Holm-adjusted p values across the
+variant arms of each metric (Holm 1979) so that "any treatment beats control" claims control
 the family-wise error rate.  Pure function: no I/O, no Dagster.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
 
 import numpy as np
 import polars as pl
 
 from .multiple_testing import holm
 from .sufficient import SampleStats
-from .welch import welch_test
+from .welch import welch_arrays
 
 __all__ = ["compare_arms", "RESULT_COLUMNS"]
 
@@ -104,41 +105,41 @@ def compare_arms(
         .sort([*group_keys, variant_col], nulls_last=True)
     )
 
-    rows: list[dict[str, object]] = []
-    for gkey, part in merged.partition_by(group_keys, as_dict=True, maintain_order=True).items():
+    # Collect every (group, arm ≠ baseline) pair, then one vectorised call of the engine's
+    # Welch / delta-method kernel (``welch_arrays`` → ``engine.two_sample``) for all of them.
+    meta: list[dict[str, object]] = []
+    bases: list[SampleStats] = []
+    variants: list[SampleStats] = []
+    groups: list[int] = []
+    for g, (gkey, part) in enumerate(merged.partition_by(group_keys, as_dict=True, maintain_order=True).items()):
         arms = {
             v: SampleStats(int(n), float(s), float(q))
             for v, n, s, q in part.select(variant_col, "n", "sum", "sum_sq").iter_rows()
         }
         base = arms.get(baseline, SampleStats.empty())
-        group_rows = []
         for arm, st in arms.items():
             if arm == baseline:
                 continue
-            res = asdict(welch_test(base, st, alpha=alpha))
-            row = dict(zip(group_keys, gkey, strict=True))
-            row.update(
-                variant=arm,
-                baseline=baseline,
-                n_baseline=base.n,
-                n_variant=st.n,
-                mean_baseline=res["baseline_mean"],
-                mean_variant=res["variant_mean"],
-                **{
-                    k: res[k]
-                    for k in (
-                        "abs_effect", "abs_se", "abs_ci_low", "abs_ci_high",
-                        "rel_effect", "rel_ci_low", "rel_ci_high",
-                        "t_stat", "df", "p_value", "method",
-                    )
-                },
-            )
-            group_rows.append(row)
-        if group_rows:
-            adj = holm(np.array([r["p_value"] for r in group_rows], dtype=np.float64))
-            for r, a in zip(group_rows, adj, strict=True):
-                r["p_value_holm"] = float(a)
-            rows.extend(group_rows)
+            meta.append({**dict(zip(group_keys, gkey, strict=True)), "variant": arm, "baseline": baseline,
+                         "n_baseline": base.n, "n_variant": st.n})
+            bases.append(base)
+            variants.append(st)
+            groups.append(g)
+
+    rows: list[dict[str, object]] = []
+    if meta:
+        res = welch_arrays(bases, variants, alpha=alpha)
+        cols = ("abs_effect", "abs_se", "abs_ci_low", "abs_ci_high", "rel_effect", "rel_ci_low", "rel_ci_high",
+                "t_stat", "df", "p_value")
+        group = np.asarray(groups)
+        holm_p = np.empty(len(meta))
+        for g in np.unique(group):  # Holm (1979) across the variant arms of one (keys, metric)
+            at = np.flatnonzero(group == g)
+            holm_p[at] = holm(res["p_value"][at].astype(np.float64))
+        for i, row in enumerate(meta):
+            row.update(mean_baseline=float(res["baseline_mean"][i]), mean_variant=float(res["variant_mean"][i]),
+                       **{k: float(res[k][i]) for k in cols}, p_value_holm=float(holm_p[i]), method="welch_t")
+            rows.append(row)
 
     schema: dict[str, pl.DataType] = {k: stats.schema[k] for k in keys}
     schema.update(RESULT_COLUMNS)

@@ -48,10 +48,10 @@ def _result(res: dict, e0, e1, alpha: float, method: str, **extra) -> StatResult
 
 def ratio_test(baseline: JointStats, variant: JointStats, alpha: float = 0.05, reference: str = "normal") -> StatResult:
     """Delta-method test of ``Σy/Σd`` (variant) minus ``Σy/Σd`` (baseline); z test by default."""
-    from .engine import _two_sample
+    from .engine import two_sample
 
     m0, m1 = arm_moments(_arrays(baseline)), arm_moments(_arrays(variant))
-    res = _two_sample(m0["est"], m1["est"], m0["var"], m1["var"], m0["n"], m1["n"], alpha, reference)
+    res = two_sample(m0["est"], m1["est"], m0["var"], m1["var"], m0["n"], m1["n"], alpha, reference)
     return _result(res, m0["est"], m1["est"], alpha, "delta_method")
 
 
@@ -76,11 +76,11 @@ def cuped_adjust(m0: dict, m1: dict, pooled: dict):
 
 def cuped_test(baseline: JointStats, variant: JointStats, alpha: float = 0.05, reference: str = "t") -> StatResult:
     """CUPED with pooled θ (see module docstring); mean or ratio metric according to ``d``."""
-    from .engine import _two_sample
+    from .engine import two_sample
 
     a0, a1 = _arrays(baseline), _arrays(variant)
     m0, m1 = arm_moments(a0), arm_moments(a1)
     pooled = arm_moments({c: a0[c] + a1[c] for c in a0})
     theta, rho2, e0, e1, v0, v1, vr = cuped_adjust(m0, m1, pooled)
-    res = _two_sample(e0, e1, v0, v1, m0["n"], m1["n"], alpha, reference)
+    res = two_sample(e0, e1, v0, v1, m0["n"], m1["n"], alpha, reference)
     return _result(res, e0, e1, alpha, "cuped", theta=theta, variance_reduction=vr, rho2=rho2)

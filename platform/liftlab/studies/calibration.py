@@ -105,7 +105,7 @@ def _arm(n, s1, s2, sx=None, sxx=None, sxy=None) -> dict[str, np.ndarray]:
 
 def run_calibration(cfg: CalibrationConfig, panel: Panel | None = None) -> dict:
     """Run the study; returns the measures (see :func:`summary_frame`) and the per-look curves."""
-    from liftlab.stats.engine import _two_sample
+    from liftlab.stats.engine import two_sample
     from liftlab.stats.power import power_at
     from liftlab.stats.ratio import arm_moments
     from liftlab.stats.sequential import confidence_sequence
@@ -141,7 +141,7 @@ def run_calibration(cfg: CalibrationConfig, panel: Panel | None = None) -> dict:
         def test(scale):
             m0 = arm_moments(_arm(n0, s0, q0))
             m1 = arm_moments(_arm(n1, scale * s1, scale**2 * q1))
-            res = _two_sample(m0["est"], m1["est"], m0["var"], m1["var"], m0["n"], m1["n"], a, "t")
+            res = two_sample(m0["est"], m1["est"], m0["var"], m1["var"], m0["n"], m1["n"], a, "t")
             lo, hi = confidence_sequence(res["abs_effect"], res["abs_se"] ** 2, n0 + n1, a, cfg.tau)
             return res, lo, hi
 
@@ -167,7 +167,7 @@ def run_calibration(cfg: CalibrationConfig, panel: Panel | None = None) -> dict:
             e1 = m1["est"] - theta * (m1["mean_x"] - xbar)
             v0 = (m0["s_ll"] - 2 * theta * m0["s_lx"] + theta**2 * m0["s_xx"]) / m0["n"]
             v1 = (m1["s_ll"] - 2 * theta * m1["s_lx"] + theta**2 * m1["s_xx"]) / m1["n"]
-            res = _two_sample(e0, e1, v0, v1, m0["n"], m1["n"], a, "t")
+            res = two_sample(e0, e1, v0, v1, m0["n"], m1["n"], a, "t")
             if key == "aa":
                 acc["est_cuped_aa"].append(res["abs_effect"])
                 acc["vr_est"].append(1 - (v0 + v1) / (m0["var"] + m1["var"]))
