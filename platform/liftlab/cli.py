@@ -134,11 +134,14 @@ def cmd_scorecard(args: argparse.Namespace) -> int:
     from liftlab import db
     from liftlab.tables import text_table
 
+    # ci_level: the level 1 − α of the row's interval (results.effects.alpha), e.g. "90 %"
     query = sql.SQL(
         "select experiment_id, metric, metric_role as role, variant, method, is_decision_estimate as decides, "
-        "abs_effect as effect, abs_ci_low as ci_low, abs_ci_high as ci_high, 100 * rel_effect as lift_pct, "
-        "p_value_adj as p_adj, significant "
-        "from results.v_scorecard {where} order by experiment_id, "
+        "abs_effect as effect, abs_ci_low as ci_low, abs_ci_high as ci_high, "
+        "(select trim_scale(round((100 * (1 - e.alpha))::numeric, 2))::text || ' ' || chr(37) from results.effects e "
+        " where (e.experiment_id, e.metric, e.variant, e.method) = (s.experiment_id, s.metric, s.variant, s.method)) "
+        "as ci_level, 100 * rel_effect as lift_pct, p_value_adj as p_adj, significant "
+        "from results.v_scorecard s {where} order by experiment_id, "
         "array_position(array['primary','secondary','guardrail'], metric_role), metric, variant, "
         "is_decision_estimate desc, method"
     )

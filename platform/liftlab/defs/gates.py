@@ -55,12 +55,12 @@ GATE_DESCRIPTIONS = {
     "srm": "Sample Ratio Mismatch: units per arm vs the spec's planned allocation (Pearson chi-square), with the "
            "per-level breakdown by the spec's dimensions and the exposure day to localise a mismatch.",
     "contamination": "Units exposed to more than one variant (crossover): counted and excluded; halts above "
-                     f"{CONTAMINATION_MAX_SHARE:.0%} of units.",
+                     f"{CONTAMINATION_MAX_SHARE:.0%} of units. N/A on a source with one row (one variant) per unit.",
     "data_integrity": "Assignment rows outside the experiment window (warn: not analysed), quarantined rows of its "
                       "units inside the window, and failed ERROR-level data-quality expectations of the tables it reads; "
                       "N/A where the source has no such thing.",
     "balance": "Standardized mean differences (Austin 2009) of the spec's pre-period covariates between each arm "
-               "and the baseline.",
+               "and the baseline; N/A when the spec declares none.",
 }
 
 
@@ -277,9 +277,11 @@ def aa_calibration(context: dg.AssetExecutionContext, postgres: PostgresResource
         )
         replace_slice(conn, "gates.aa_calibration", frame, where={"experiment_id": spec.id})
         passed = all(c.passed for c in cals)
-        status = "PASS" if passed else "WARN"
-        reason = ("A/A calibration: " + "; ".join(c.summary() for c in cals)) if cals else "no pre-period covariates to re-randomize"
-        # Informational: never FAIL (the calibration tests the platform's test, not this experiment).
+        # Informational: never FAIL (the calibration tests the platform's test, not this experiment);
+        # N/A without covariates: nothing was re-randomized, so nothing was calibrated.
+        status = ("PASS" if passed else "WARN") if cals else "N/A"
+        reason = (("A/A calibration: " + "; ".join(c.summary() for c in cals)) if cals
+                  else "not applicable: the spec declares no pre-period covariates to re-randomize")
         record_check(conn, experiment_id=spec.id, check="aa_calibration", status=status,
                      statistic=max((abs(c.false_positive_rate - c.alpha) for c in cals), default=None),
                      p_value=min((c.ks_p_value for c in cals), default=None),
@@ -287,6 +289,7 @@ def aa_calibration(context: dg.AssetExecutionContext, postgres: PostgresResource
     table = frame.select("metric", "n_units", "false_positive_rate", "band_low", "band_high", "ks_p_value", "within_band", "uniform")
     metadata = {
         "dagster/row_count": frame.height,
+        "status": status,
         "calibration": dg.MetadataValue.md(markdown_table(table)),
         "reason": reason,
     }
@@ -294,4 +297,4 @@ def aa_calibration(context: dg.AssetExecutionContext, postgres: PostgresResource
         metadata["histogram"] = inline_png(plot_path, f"A/A p-values of {spec.id}")
     yield dg.MaterializeResult(metadata=metadata)
     yield dg.AssetCheckResult(check_name="aa_calibrated", passed=passed, severity=dg.AssetCheckSeverity.WARN,
-                              description=reason, metadata={"status": status})
+                              description=reason, metadata={"status": status, "reason": reason})

@@ -66,10 +66,13 @@ def smd_table(frame: pl.DataFrame, *, variant: str = "variant", baseline: str, c
 
 
 def balance_check(table: pl.DataFrame, threshold: float = DEFAULT_THRESHOLD) -> GateResult:
-    """WARN when any |SMD| exceeds ``threshold``; PASS otherwise (never FAIL: see module doc)."""
+    """WARN when any |SMD| exceeds ``threshold``; PASS otherwise (never FAIL: see module doc).
+
+    An empty table (the spec declares no pre-period covariate) checks nothing: ``N/A``, never a
+    PASS it did not earn."""
     if table.is_empty():
-        return GateResult("balance", "PASS", "no pre-period covariates declared: balance not checked",
-                          details={"threshold": threshold, "table": []})
+        return GateResult("balance", "N/A", "not applicable: the spec declares no pre-period covariates to compare "
+                          "across arms", details={"threshold": threshold, "table": []})
     rows = table.to_dicts()
     finite = [abs(r["smd"]) for r in rows if r["smd"] is not None and not math.isnan(r["smd"])]
     max_abs = max(finite) if finite else math.nan

@@ -24,7 +24,8 @@ def contamination_test(
     max_share: float = DEFAULT_MAX_SHARE,
     by_first_variant: Mapping[str, int] | None = None,
 ) -> GateResult:
-    """FAIL when ``n_contaminated / n_units > max_share``; WARN when any unit is contaminated.
+    """FAIL when ``n_contaminated / n_units > max_share``; WARN when any unit is contaminated;
+    ``N/A`` when there is no exposed unit (nothing was checked).
 
     ``by_first_variant`` (contaminated units per first-exposure arm) goes into the details to
     show whether the crossover is one-directional (a bug in one arm's code path).
@@ -42,6 +43,9 @@ def contamination_test(
         "excluded_units": int(n_contaminated),
         "by_first_variant": dict(by_first_variant or {}),
     }
+    if n_units == 0:
+        return GateResult("contamination", "N/A", "not applicable: no exposed unit to check for crossover",
+                          details=details)
     text = f"{n_contaminated:,} of {n_units:,} units ({share:.2%}) were exposed to more than one variant"
     if share > max_share:
         return GateResult("contamination", "FAIL", f"contamination: {text}, above the {max_share:.0%} limit", share, details=details)

@@ -150,7 +150,8 @@ def file_quarantine_gate(conn: psycopg.Connection, spec: ExperimentSpec) -> Gate
         (spec.id,),
     ).fetchone()
     if row is None:
-        return GateResult("quarantine", "PASS", "no load recorded for this experiment's source", 0.0, details={})
+        return not_applicable("quarantine", "no load of this experiment's file is recorded in raw.load_log "
+                                            "(nothing was ingested, so nothing could be quarantined)")
     received, accepted, quarantined, file = row
     details = {"received": received, "accepted": accepted, "quarantined": quarantined, "file": file}
     if quarantined:

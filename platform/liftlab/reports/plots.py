@@ -35,9 +35,42 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
+def level_label(alpha: float) -> str:
+    """The level ``1 − alpha`` of an interval as a label: ``"95 %"`` at α = 0.05, ``"90 %"`` at
+    0.10, ``"98.33 %"`` at a Bonferroni-adjusted 0.05/3 (the wording of ``liftlab.decide``)."""
+    return f"{(1.0 - float(alpha)) * 100:.4g} %"
+
+
+def alphas_of(frame: pl.DataFrame, column: str = "alpha") -> list[float]:
+    """The distinct finite values of ``column`` (the levels of the intervals a frame holds)."""
+    if column not in frame.columns or frame.is_empty():
+        return []
+    # rounded: 1 − level of a causal row (0.050000000000000044) is the spec's 0.05
+    values = frame.select(pl.col(column).cast(pl.Float64).round(10)).to_series().drop_nulls().drop_nans().unique().sort()
+    return values.to_list()
+
+
+def levels_label(alphas: list[float]) -> str | None:
+    """One label for a set of interval levels (``"90 %"``, or ``"90 %/95 %"`` when they differ)."""
+    return "/".join(level_label(a) for a in sorted(set(alphas), reverse=True)) or None
+
+
+def sequence_columns(looks: pl.DataFrame) -> tuple[str, str, str | None]:
+    """The always-valid bounds of the daily looks the decision reads, and their level label:
+    the family-level sequence (``rel_cs_*_adj`` at ``alpha_adj``) where the rows have it, else the
+    per-arm one (``rel_cs_*``, at the spec's α, which the rows do not carry: label None)."""
+    if {"rel_cs_low_adj", "rel_cs_high_adj", "alpha_adj"} <= set(looks.columns) and not looks.is_empty() \
+            and looks["rel_cs_low_adj"].drop_nulls().len() and alphas_of(looks, "alpha_adj"):
+        return "rel_cs_low_adj", "rel_cs_high_adj", levels_label(alphas_of(looks, "alpha_adj"))
+    return "rel_cs_low", "rel_cs_high", None
+
+
 def forest_plot(effects: pl.DataFrame, title: str, directions: dict[str, str] | None = None,
-                tolerances: dict[str, tuple[float, str]] | None = None, level: str = "95%") -> bytes:
+                tolerances: dict[str, tuple[float, str]] | None = None, level: str | None = None) -> bytes:
     """Relative effect with its CI per metric × arm, one row each (the estimates the decision read).
+
+    The axis names the intervals' level, ``1 − alpha`` of the rows' ``alpha`` (``level``
+    overrides it); rows at different levels carry their own level in their label.
 
     A move is coloured only when it is significant — adjusted p below α where the row has a
     p-value, else the interval excluding 0 — green in the metric's good direction (``directions``:
@@ -53,7 +86,12 @@ def forest_plot(effects: pl.DataFrame, title: str, directions: dict[str, str] | 
         .sort(["_rank", "metric", "variant"])
     )
     plt, fig, ax = _figure(7.5, 0.45 * max(rows.height, 2) + 1.2)
-    labels = [f"{r['metric']} · {r['variant']} ({r['method']})" for r in rows.iter_rows(named=True)]
+    alphas = alphas_of(rows)
+    mixed = len(alphas) > 1
+    level = level or levels_label(alphas)
+    labels = [f"{r['metric']} · {r['variant']} ({r['method']}"
+              + (f", {level_label(r['alpha'])} CI" if mixed and r.get("alpha") is not None else "") + ")"
+              for r in rows.iter_rows(named=True)]
     for i, r in enumerate(rows.iter_rows(named=True)):
         p = r["p_value_adj"] if r["p_value_adj"] is not None else r["p_value"]
         low, high = r["rel_ci_low"], r["rel_ci_high"]
@@ -73,7 +111,8 @@ def forest_plot(effects: pl.DataFrame, title: str, directions: dict[str, str] | 
     ax.axvline(0, color="black", lw=0.8)
     ax.set_yticks(range(rows.height), labels, fontsize=8)
     ax.invert_yaxis()
-    ax.set_xlabel(f"relative effect vs baseline (%), {level} CI")
+    ax.set_xlabel("relative effect vs baseline (%), " + ("CI at each row's level" if mixed else f"{level} CI" if level
+                                                          else "CI"))
     ax.set_title(title)
     return _png(plt, fig)
 
@@ -90,11 +129,18 @@ def arm_means_plot(effects: pl.DataFrame, metric: str, baseline: str) -> bytes:
     return _png(plt, fig)
 
 
-def cumulative_effect_plot(looks: pl.DataFrame, metric: str, title: str) -> bytes:
+def cumulative_effect_plot(looks: pl.DataFrame, metric: str, title: str, alpha: float | None = None) -> bytes:
     """Relative effect of ``metric`` per arm as it stood at the end of each day: the estimate,
-    its fixed-horizon 95 % CI (shaded) and the always-valid confidence sequence (dashed) — the
-    band a daily look may stop on. ``looks``: rows of ``results.daily_looks`` of one method."""
+    its fixed-horizon ``1 − alpha`` CI (shaded) and the always-valid confidence sequence
+    (dashed) — the band a daily look may stop on: the family-level sequence the decision reads
+    where the rows have it (at ``1 − alpha_adj``), else the per-arm one (at ``1 − alpha``).
+    ``looks``: rows of ``results.daily_looks`` of one method; ``alpha``: the spec's (the rows
+    do not carry it; without it the CI's level is not written)."""
     rows = looks.filter(pl.col("metric") == metric).sort("variant", "look_date")
+    cs_low, cs_high, cs_level = sequence_columns(rows)
+    if cs_level is None and alpha is not None:
+        cs_level = level_label(alpha)
+    ci_level = f"{level_label(alpha)} CI" if alpha is not None else "CI"
     plt, fig, ax = _figure(7.5, 3.6)
     colours = ["#2166ac", "#b2182b", "#1b7837", "#762a83", "#e08214"]
     for i, (variant,) in enumerate(rows.select("variant").unique(maintain_order=True).iter_rows()):
@@ -103,11 +149,12 @@ def cumulative_effect_plot(looks: pl.DataFrame, metric: str, title: str) -> byte
         colour = colours[i % len(colours)]
         pct = lambda c: (part[c] * 100).to_numpy()  # noqa: E731
         ax.fill_between(x, pct("rel_ci_low"), pct("rel_ci_high"), color=colour, alpha=0.15, lw=0)
-        ax.plot(x, pct("rel_cs_low"), "--", color=colour, lw=1)
-        ax.plot(x, pct("rel_cs_high"), "--", color=colour, lw=1)
-        ax.plot(x, pct("rel_effect"), "-", color=colour, lw=2, label=f"{variant} (dashed: always-valid bound)")
+        ax.plot(x, pct(cs_low), "--", color=colour, lw=1)
+        ax.plot(x, pct(cs_high), "--", color=colour, lw=1)
+        ax.plot(x, pct("rel_effect"), "-", color=colour, lw=2,
+                label=f"{variant} (dashed: always-valid {cs_level + ' ' if cs_level else ''}bound)")
     ax.axhline(0, color="black", lw=0.8)
-    ax.set_ylabel("relative effect (%)")
+    ax.set_ylabel(f"relative effect (%), shaded: {ci_level}")
     ax.set_xlabel("end of day (look)")
     ax.legend(loc="best", fontsize=8)
     ax.set_title(title, fontsize=10)
@@ -184,6 +231,8 @@ def slice_forest_plot(slices: pl.DataFrame, metric: str, title: str, good_direct
         ax.set_yticks(range(part.height), labels, fontsize=8)
         ax.invert_yaxis()
         ax.set_title(f"by {dim}", fontsize=9, loc="left")
-    axes[-1, 0].set_xlabel(f"relative effect on {metric} (%), CI; green/red: BH-adjusted p < α")
+    level = levels_label(alphas_of(rows))
+    axes[-1, 0].set_xlabel(f"relative effect on {metric} (%), {level + ' ' if level else ''}CI; "
+                           "green/red: BH-adjusted p < α")
     fig.suptitle(title, fontsize=10)
     return _png(plt, fig)

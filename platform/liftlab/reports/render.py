@@ -78,7 +78,7 @@ def collect(conn: psycopg.Connection, experiment_id: str) -> ReportData:
     plotted = decision_estimates(conn, experiment_id, model, effects)
     if plotted is not None and not plotted.is_empty():
         data.plotted = plotted
-        level = f"{1 - float(plotted['alpha'][0]):.0%}"
+        level = plots.levels_label(plots.alphas_of(plotted)) or "unstated"
         causal = model is not None and model.design != "randomized"
         what = (f"the causal estimates the decision reads ({plotted['method'][0]}); a difference in means of this "
                 f"design is confounded" if causal else "the estimate each decision reads (method per metric)")
@@ -87,7 +87,7 @@ def collect(conn: psycopg.Connection, experiment_id: str) -> ReportData:
         data.figures.append(Figure("forest", f"Relative effects with {level} confidence intervals: {what}; guardrail "
                                              "tolerances dashed", plots.forest_plot(
                                                  plotted, title, _directions(model, plotted["metric"].unique().to_list()),
-                                                 tolerances, level)))
+                                                 tolerances)))
         primary = spec.get("primary_metric")
         if not causal and primary and primary in plotted["metric"].to_list():
             data.figures.append(
@@ -106,6 +106,15 @@ def _spec_model(spec: dict):
         return ExperimentSpec.model_validate(spec)
     except ValueError:
         return None
+
+
+def spec_alpha(data: ReportData) -> float | None:
+    """The spec's α (its intervals are at 1 − α): the stored spec's, else the model's default."""
+    alpha = data.spec.get("alpha")
+    if alpha is None:
+        model = _spec_model(data.spec)
+        alpha = model.alpha if model is not None else None
+    return float(alpha) if alpha is not None else None
 
 
 def _directions(model, metrics: list[str]) -> dict[str, str]:
@@ -154,6 +163,34 @@ def _reasons(decision: dict | None) -> list[str]:
     return reasons if isinstance(reasons, list) else json.loads(reasons)
 
 
+def gate_warnings(data: ReportData) -> list[str]:
+    """One line per gate that warned, worded as the decision's reasons word it
+    (:func:`liftlab.decide.warnings_of`): a WARN never halts, but it heads the report."""
+    from liftlab.decide import warnings_of
+
+    return warnings_of(data.gates.to_dicts()) if not data.gates.is_empty() else []
+
+
+def _decision_reasons(data: ReportData) -> list[str]:
+    """The decision's reasons without the gate warnings already listed in the report's header."""
+    shown = set(gate_warnings(data))
+    return [r for r in _reasons(data.decision) if r not in shown]
+
+
+def effects_note(data: ReportData) -> str:
+    """What level the effect table's intervals are at (the rows' ``alpha``)."""
+    alphas = plots.alphas_of(data.effects)
+    if not alphas:
+        return ""
+    stated = ", ".join(f"α = {a:g}" for a in alphas)
+    return (f"Intervals (abs_ci_*, rel_ci_*) at {plots.levels_label(alphas)} (1 − α, {stated}), not adjusted for "
+            "multiplicity; p_value_adj is the multiplicity-adjusted p-value.")
+
+
+GATES_NOTE = ("FAIL halts the experiment; WARN does not halt and is listed at the top; N/A: the gate does not "
+              "apply to this experiment (its reason says why) and checked nothing.")
+
+
 def _html_table(frame: pl.DataFrame, digits: int = 4) -> str:
     if frame.is_empty():
         return "<p><em>none</em></p>"
@@ -183,6 +220,7 @@ h1{margin-bottom:.2rem} .meta{color:#666} table{border-collapse:collapse;margin:
 td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right} th{background:#f4f4f4} td:first-child,th:first-child{text-align:left}
 .decision{font-size:1.6rem;font-weight:700;padding:.4rem .8rem;border-radius:.3rem;display:inline-block;color:#fff}
 .SHIP{background:#1b7837}.ROLLBACK{background:#b2182b}.HOLD{background:#8c6d1f}.HALTED{background:#542788}.KEEP{background:#2166ac}
+.warnings{background:#fff4e5;border-left:4px solid #e08214;padding:.3rem .8rem;margin:.5rem 0}
 figure{margin:1rem 0} figure img{max-width:100%;border:1px solid #eee} .wide{overflow-x:auto}
 """
 
@@ -199,10 +237,16 @@ def to_html(data: ReportData) -> str:
         f"<p><strong>Hypothesis.</strong> {html.escape(spec.get('hypothesis', ''))}</p>",
         f"<h2>Decision</h2><p><span class='decision {label.split()[0]}'>{html.escape(label)}"
         + (f" · {html.escape(decision['variant'])}" if decision and decision.get("variant") else "")
-        + "</span></p><ul>"
-        + "".join(f"<li>{html.escape(r)}</li>" for r in _reasons(decision))
-        + "</ul>",
+        + "</span></p>",
+    ]
+    warned = gate_warnings(data)
+    if warned:
+        parts.append("<div class='warnings' id='gate-warnings'><strong>Gate warnings</strong><ul>"
+                     + "".join(f"<li>{html.escape(w)}</li>" for w in warned) + "</ul></div>")
+    parts += [
+        "<ul>" + "".join(f"<li>{html.escape(r)}</li>" for r in _decision_reasons(data)) + "</ul>",
         "<h2>Trust gates</h2>",
+        f"<p class='meta'>{html.escape(GATES_NOTE)}</p>",
         _html_table(data.gates),
         "<h2>Effects</h2>",
     ]
@@ -211,6 +255,9 @@ def to_html(data: ReportData) -> str:
             f"<figure id='fig-{fig.name}'><img alt='{html.escape(fig.title)}' src='{plots.data_uri(fig.png)}'>"
             f"<figcaption>{html.escape(fig.title)}</figcaption></figure>"
         )
+    note = effects_note(data)
+    if note:
+        parts.append(f"<p class='meta'>{html.escape(note)}</p>")
     parts.append(_html_table(data.effects.drop("alpha") if "alpha" in data.effects.columns else data.effects))
     for title, table in data.extra_tables:
         parts += [f"<h2>{html.escape(title)}</h2>", _html_table(table)]
@@ -230,15 +277,19 @@ def to_markdown(data: ReportData, figure_dir: str) -> str:
         "",
         f"**Decision: {label}**" + (f" ({decision['variant']})" if decision and decision.get("variant") else ""),
         "",
-        *[f"- {r}" for r in _reasons(decision)],
+        *(["**Gate warnings:**", "", *[f"- ⚠ {w}" for w in gate_warnings(data)], ""] if gate_warnings(data) else []),
+        *[f"- {r}" for r in _decision_reasons(data)],
         "",
         "## Trust gates",
+        "",
+        f"_{GATES_NOTE}_",
         "",
         _md_table(data.gates),
         "",
         "## Effects",
         "",
         *[f"![{fig.title}]({figure_dir}/{fig.name}.png)\n" for fig in data.figures],
+        *([f"_{effects_note(data)}_", ""] if effects_note(data) else []),
         _md_table(data.effects.drop("alpha") if "alpha" in data.effects.columns else data.effects),
     ]
     for title, table in data.extra_tables:

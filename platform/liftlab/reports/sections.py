@@ -11,7 +11,8 @@ import psycopg
 
 from liftlab import config
 from liftlab.db import read_frame
-from liftlab.reports.render import EXTRA_SECTIONS, Figure, ReportData, _directions, _spec_model, _table_exists
+from liftlab.reports.plots import alphas_of, level_label, levels_label, sequence_columns
+from liftlab.reports.render import EXTRA_SECTIONS, Figure, ReportData, _directions, _spec_model, _table_exists, spec_alpha
 
 
 
@@ -30,7 +31,9 @@ def statistics_section(conn: psycopg.Connection, data: ReportData) -> None:
         (data.experiment_id,),
     )
     if not frame.is_empty():
-        title = "Primary metric: always-valid bounds, Bayesian summary, CUPED gain"
+        alpha = spec_alpha(data)
+        level = f"{level_label(alpha)} " if alpha is not None else ""
+        title = f"Primary metric: always-valid {level}bounds (cs_low, cs_high: per arm), Bayesian summary, CUPED gain"
         cuped_off = "cuped" not in set(frame["method"]) and data.spec.get("design", "randomized") == "randomized"
         if cuped_off:
             metric = frame["metric"][0]
@@ -72,9 +75,14 @@ def looks_section(conn: psycopg.Connection, data: ReportData) -> None:
     if method is None:
         return
     rows = looks.filter(pl.col("method") == method)
+    alpha = spec_alpha(data)
+    ci = f"{level_label(alpha)} CI" if alpha is not None else "CI"
+    _, _, cs_level = sequence_columns(rows)
+    cs_level = cs_level or (level_label(alpha) if alpha is not None else None)
+    bounds = f"always-valid {cs_level} bounds" if cs_level else "always-valid bounds"
     data.figures.append(Figure(
-        "cumulative", f"{primary} by day: estimate, 95 % CI (shaded) and always-valid bounds (dashed), {method}",
-        cumulative_effect_plot(rows, primary, f"{data.experiment_id}: {primary} as it stood each day"),
+        "cumulative", f"{primary} by day: estimate, {ci} (shaded) and {bounds} (dashed), {method}",
+        cumulative_effect_plot(rows, primary, f"{data.experiment_id}: {primary} as it stood each day", alpha),
     ))
 
 
@@ -172,7 +180,9 @@ def slices_section(conn: psycopg.Connection, data: ReportData) -> None:
     data.figures.append(Figure(
         "slices", f"{primary} by slice ({method}; one Benjamini–Hochberg family across slices)",
         slice_forest_plot(rows, primary, f"{data.experiment_id}: {primary} by slice", direction)))
-    data.extra_tables.append((f"{primary} by slice ({method}); slices with too few units are reported, not estimated",
+    level = levels_label(alphas_of(rows))
+    data.extra_tables.append((f"{primary} by slice ({method}; intervals at {level or 'the spec level'}); slices with "
+                              "too few units are reported, not estimated",
                               rows.select("dimension", "slice", "variant", "estimated", "n_baseline", "n_variant",
                                           "rel_effect", "rel_ci_low", "rel_ci_high", "p_value", "p_value_adj")))
 
