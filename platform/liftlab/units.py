@@ -94,20 +94,28 @@ def analysis_frame(
     cohorts of one daily partition (sources with exposure times)."""
     columns = list(dict.fromkeys(columns))
     table = unit_table(spec)
+    day, where, params = analysed_cohorts(table, days)
+    query = sql.SQL("select {keys}, {day} as day{cols} from {rel} where {where} "
+                    "order by {variant}::text collate \"C\", {day}, {unit}").format(
+        keys=_keys(table), day=day, cols=sql.SQL("").join(sql.SQL(", {}").format(_number(table, c, "column")) for c in columns),
+        rel=qualified(table.relation), where=where, variant=sql.Identifier(table.variant),
+        unit=sql.Identifier(table.unit))
+    with reading(conn, table) as src:
+        return copy_out(src, query, params, {"unit_id": pl.Utf8, "variant": pl.Utf8, "day": pl.Date,
+                                             **{c: pl.Float64 for c in columns}})
+
+
+def analysed_cohorts(table: UnitTable, days: tuple[date, date] | None = None
+                     ) -> tuple[sql.Composable, sql.Composable, tuple]:
+    """(the exposure-day expression, the condition, its parameters) selecting the units the
+    analysis keeps — of the cohorts of ``days`` only (both inclusive) when given."""
     day = sql.Identifier(table.day) if table.day else sql.SQL("null::date")
     where = [_analysed(table)]
     params: tuple = ()
     if days and table.day:
         where.append(sql.SQL("{} between %s and %s").format(sql.Identifier(table.day)))
         params = tuple(days)
-    query = sql.SQL("select {keys}, {day} as day{cols} from {rel} where {where} "
-                    "order by {variant}::text collate \"C\", {day}, {unit}").format(
-        keys=_keys(table), day=day, cols=sql.SQL("").join(sql.SQL(", {}").format(_number(table, c, "column")) for c in columns),
-        rel=qualified(table.relation), where=sql.SQL(" and ").join(where), variant=sql.Identifier(table.variant),
-        unit=sql.Identifier(table.unit))
-    with reading(conn, table) as src:
-        return copy_out(src, query, params, {"unit_id": pl.Utf8, "variant": pl.Utf8, "day": pl.Date,
-                                             **{c: pl.Float64 for c in columns}})
+    return day, sql.SQL(" and ").join(where), params
 
 
 def attribute_frame(conn: psycopg.Connection, spec: ExperimentSpec, columns: Sequence[str]) -> pl.DataFrame:

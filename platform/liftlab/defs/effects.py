@@ -65,6 +65,7 @@ def timestamped_specs_overlapping(first: date, last: date) -> list:
     "experiment's statistics are their sum.",
 )
 def daily_stats(context: dg.AssetExecutionContext, config: DailyStatsConfig, postgres: PostgresResource) -> dg.MaterializeResult:
+    from liftlab import pushdown
     from liftlab.experiment_stats import daily_statistics, unit_columns
     from liftlab.units import analysis_frame, experiment_caps, unit_table_exists
 
@@ -79,17 +80,20 @@ def daily_stats(context: dg.AssetExecutionContext, config: DailyStatsConfig, pos
                 context.log.warning(f"{spec.id}: its units were never built (see its units/unit_metrics run): skipped")
                 continue
             caps = experiment_caps(conn, spec)
-            units = analysis_frame(conn, spec, unit_columns(spec), days=(first, last))
-            daily = daily_statistics(units, spec, caps).with_columns(
-                pl.lit(spec.id).alias("experiment_id"), pl.lit(context.run_id).alias("run_id")
-            )
+            if pushdown.mode() == "pushdown":  # summed inside Postgres: only the statistics leave it
+                daily, n_units = pushdown.daily_statistics(conn, spec, caps, (first, last))
+            else:
+                units = analysis_frame(conn, spec, unit_columns(spec), days=(first, last))
+                daily, n_units = daily_statistics(units, spec, caps), units.height
+            daily = daily.with_columns(pl.lit(spec.id).alias("experiment_id"), pl.lit(context.run_id).alias("run_id"))
             replace_slice(conn, "results.daily_stats", daily.select(DAILY_COLUMNS),
                           where={"experiment_id": spec.id, "day": Between(first, last)},
                           lock_key=f"results.daily_stats|{spec.id}")
             conn.commit()  # end the implicit transaction of the reads too: release the lock now
-            written[spec.id] = units.height
+            written[spec.id] = n_units
     return dg.MaterializeResult(
         metadata={
+            "aggregation": pushdown.mode(),
             "days": f"{first} … {last}" if first != last else str(first),
             "dagster/row_count": sum(written.values()),
             "units_by_experiment": dg.MetadataValue.json(written),
@@ -112,9 +116,10 @@ def daily_stats(context: dg.AssetExecutionContext, config: DailyStatsConfig, pos
     "bit-identical.",
 )
 def sufficient_stats(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
+    from liftlab import pushdown
     from liftlab.experiment_stats import daily_statistics, merge_days, unit_columns
     from liftlab.sources import adapter
-    from liftlab.units import analysis_frame
+    from liftlab.units import analysis_frame, experiment_caps
 
     spec = spec_for_partition(context.partition_key).spec
     timestamped = adapter(spec).timestamped
@@ -128,6 +133,8 @@ def sufficient_stats(context: dg.AssetExecutionContext, postgres: PostgresResour
             )
             check_cohorts_complete(conn, spec, daily)
             units = int(daily.filter(pl.col("metric") == spec.primary_metric)["n"].sum()) if not daily.is_empty() else 0
+        elif pushdown.mode() == "pushdown":
+            daily, units = pushdown.daily_statistics(conn, spec, experiment_caps(conn, spec))
         else:
             frame = analysis_frame(conn, spec, unit_columns(spec))
             units = frame.height
@@ -187,7 +194,9 @@ def check_cohorts_complete(conn, spec, daily: pl.DataFrame) -> None:
     description="Effect of every arm vs the baseline per metric and method, from the merged daily "
     "statistics: Welch t (means) or delta method (ratios), and CUPED (method 'cuped', pooled θ, with "
     "the variance reduction achieved); relative lifts with delta-method CIs; always-valid confidence "
-    "sequences (cs_low/cs_high); chance to beat control and expected loss; p values and CIs adjusted "
+    "sequences (cs_low/cs_high); chance to beat control and expected loss; multi-covariate regression "
+    "adjustment next to CUPED (method 'cuped_multi': pre-period twins of every metric, the spec's covariates and "
+    "dimensions; mean metrics; reported, not decided on); p values and CIs adjusted "
     "by Holm (primary, across arms) and Benjamini–Hochberg (secondary metrics) next to the raw ones.",
 )
 def effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg.MaterializeResult:
@@ -203,7 +212,8 @@ def effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg
             (spec.id,),
         )
         built = conn.execute("select window_incomplete from units.builds where experiment_id = %s", (spec.id,)).fetchone()
-        table = experiment_effects(daily, spec, built[0] if built else None, quantile_rows(conn, spec)).with_columns(
+        table = experiment_effects(daily, spec, built[0] if built else None, quantile_rows(conn, spec))
+        table = pl.concat([table, multi_covariate_effects(conn, spec, table)], how="vertical_relaxed").with_columns(
             pl.lit(context.run_id).alias("run_id"))
         # cuped rows before welch_t / delta_method rows of the same metric and variant
         table = table.sort("metric", "variant", pl.col("method") != "cuped").select(EFFECT_COLUMNS)
@@ -216,7 +226,7 @@ def effects(context: dg.AssetExecutionContext, postgres: PostgresResource) -> dg
         "preview": dg.MetadataValue.md(
             ("_A design that was not randomized is decided on causal/estimates: these are confounded differences "
              "in means._\n\n" if spec.design != "randomized" else "")
-            + f"`decides` marks the estimate the decision reads; intervals at {1 - spec.alpha:.0%}.\n\n"
+            + f"`decides` marks the estimate the decision reads; intervals at {(1 - spec.alpha) * 100:.4g} % (adjusted ones at 1 − alpha_adj).\n\n"
             + markdown_table(preview, max_rows=60))})
 
 
@@ -311,12 +321,13 @@ def daily_looks(context: dg.AssetExecutionContext, postgres: PostgresResource):
             pl.lit(context.run_id).alias("run_id")).select(LOOK_COLUMNS)
         replace_slice(conn, "results.daily_looks", table, where={"experiment_id": spec.id})
         final = read_frame(conn, "select metric, variant, method, n_baseline, n_variant, abs_effect, cs_low, cs_high "
-                                 "from results.effects where experiment_id = %s and metric <> all(%s)", (spec.id, without))
+                                 "from results.effects where experiment_id = %s and metric <> all(%s) "
+                                 "and method <> 'cuped_multi'", (spec.id, without))  # no daily looks of cuped_multi
     last = table.filter(pl.col("look_date") == table["look_date"].max())
     check = _compare_last_look(last, final)
     method = preferred_method(table.filter(pl.col("metric") == spec.primary_metric)["method"])
     primary = table.filter(pl.col("metric") == spec.primary_metric, pl.col("method") == method)
-    crossed = (primary.filter((pl.col("cs_low") > 0) | (pl.col("cs_high") < 0)).group_by("variant")
+    crossed = (primary.filter((pl.col("cs_low_adj") > 0) | (pl.col("cs_high_adj") < 0)).group_by("variant")
                .agg(pl.col("look_date").min().alias("first_look_excluding_0")).sort("variant"))
     metadata = {
         "dagster/row_count": table.height,
@@ -327,10 +338,28 @@ def daily_looks(context: dg.AssetExecutionContext, postgres: PostgresResource):
     if without:
         metadata["without_looks"] = ", ".join(without)
     if not primary.is_empty():
-        png = cumulative_effect_plot(primary, spec.primary_metric, f"{spec.id}: {spec.primary_metric} by day ({method})")
+        png = cumulative_effect_plot(primary, spec.primary_metric, f"{spec.id}: {spec.primary_metric} by day ({method})",
+                                     alpha=spec.alpha)
         metadata["cumulative_effect"] = inline_png(png, f"cumulative effect of {spec.primary_metric}")
     yield dg.MaterializeResult(metadata=metadata)
     yield check
+
+
+def multi_covariate_effects(conn, spec, table: pl.DataFrame) -> pl.DataFrame:
+    """The ``cuped_multi`` rows (:func:`liftlab.stats.regression_adjustment.experiment_multi_effects`)
+    of ``table``'s experiment, read from its unit table; empty when they do not apply."""
+    from liftlab.experiment_stats import metric_plan
+    from liftlab.stats.regression_adjustment import covariate_plan, experiment_multi_effects
+    from liftlab.units import analysis_frame, attribute_frame, experiment_caps
+
+    pre, numeric, categorical = covariate_plan(spec)
+    outcomes = [y for y, _, d in metric_plan(spec).values() if d is None]
+    if spec.design != "randomized" or not spec.cuped or not outcomes or not (pre or numeric or categorical):
+        return table.clear()
+    units = analysis_frame(conn, spec, [*outcomes, *pre, *numeric])
+    if categorical:
+        units = units.join(attribute_frame(conn, spec, categorical).drop("variant"), on="unit_id", how="left")
+    return experiment_multi_effects(units, spec, table, experiment_caps(conn, spec))
 
 
 def _compare_last_look(last: pl.DataFrame, final: pl.DataFrame) -> dg.AssetCheckResult:
