@@ -25,6 +25,8 @@ MODEL_COLUMNS = [
     "qini_ci_high", "qini_simul_ci_low", "qini_simul_ci_high", "auuc", "auuc_ci_low", "auuc_ci_high", "oracle_qini", "oracle_share", "expected_oracle_share",
     "uplift_at_10", "uplift_at_20", "uplift_at_30", "uplift_at_50", "calibration_slope", "calibration_gap",
     "n_train", "n_test", "n_folds", "n_repeats", "fit_seconds", "n_base_fits", "run_id",
+    # 014_exact_error_rates: the best learner's Qini chosen on one half, estimated on the other
+    "qini_heldout", "qini_heldout_se", "qini_heldout_ci_low", "qini_heldout_ci_high", "heldout_learners",
 ]
 SCORE_COLUMNS = [
     "experiment_id", "arm", "metric", "learner", "unit_id", "variant", "fold", "treated", "outcome",
@@ -188,7 +190,10 @@ def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, 
         "models": dg.MetadataValue.md(markdown_table(preview, max_rows=60)),
         **{f"best/{r['experiment_id']}/{r['arm']}/{r['metric']}": f"{r['learner']} qini={r['qini']:.5f} "
            f"[{r['qini_ci_low']:.5f}, {r['qini_ci_high']:.5f}], simultaneous over learners "
-           f"[{r['qini_simul_ci_low']:.5f}, {r['qini_simul_ci_high']:.5f}]" + (f" oracle share {r['oracle_share']:.2f}" if r["oracle_share"] is not None else "")
+           f"[{r['qini_simul_ci_low']:.5f}, {r['qini_simul_ci_high']:.5f}]"
+           + (f"; held out (chosen on one half, estimated on the other) {r['qini_heldout']:.5f} "
+              f"[{r['qini_heldout_ci_low']:.5f}, {r['qini_heldout_ci_high']:.5f}]" if r.get("qini_heldout") is not None else "")
+           + (f" oracle share {r['oracle_share']:.2f}" if r["oracle_share"] is not None else "")
            for r in best.to_dicts()},
         **plots,
     })

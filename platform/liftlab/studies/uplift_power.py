@@ -30,6 +30,17 @@ band over all the learners (:func:`liftlab.uplift.evaluation.simultaneous_band`)
   so a "CI above 0" is a false claim. The marginal CI of the best of L learners is expected to
   exceed its nominal 2.5 % (winner's curse); the simultaneous band should not.
 
+The best learner's row also carries the **held-out, selection-honest** interval
+(:mod:`liftlab.uplift.honest`: for each half the learner is chosen by an inner cross-fit of the
+other half and that half's fold model ranks it; the two fold-wise fixed-ranking bootstraps are
+combined with the dependence-free bound sd(θ̄) ≤ mean of the fold sds). It uses the first
+repetition's fold models only, so ``--repeats 1`` runs it at about half the cost with the same
+procedure; :func:`null_calibration` reports its null rate (CI above 0, and the interval
+excluding 0 on either side: nominal 2.5 % and 5 %) next to the fixed-model intervals'.
+
+    python -m liftlab.studies.uplift_power --sims 50 --levels 0 --outcome visit --repeats 1 \
+        --sim-seed 20261300 --out bench/results/uplift_heldout_null_visit.json
+
 The expected (noise-free) oracle Qini — the area between Σ_top τ and the random line
 (:func:`liftlab.uplift.analysis.expected_area`) times the treated share, since the Qini curve
 counts incremental outcomes among the *treated* units of the top k — puts each level on the
@@ -180,6 +191,12 @@ def _simulate(real: RealUnits, cfg, spec_kw, i) -> list[dict]:
             "oracle_qini": oracle["qini"], "oracle_ci_low": oracle["qini_ci_low"],
             "best_learner": best["learner"], "best_qini": best["qini"],
             "best_ci_low": best["qini_ci_low"], "best_simul_ci_low": best["qini_simul_ci_low"],
+            "best_ci_high": best["qini_ci_high"], "best_simul_ci_high": best["qini_simul_ci_high"],
+            # the held-out, selection-honest interval (liftlab.uplift.honest): chosen and fitted on one
+            # half, evaluated on the other, both ways, dependence-free combination
+            "heldout_qini": best["qini_heldout"], "heldout_se": best["qini_heldout_se"],
+            "heldout_ci_low": best["qini_heldout_ci_low"], "heldout_ci_high": best["qini_heldout_ci_high"],
+            "heldout_learners": best["heldout_learners"],
             "best_expected_share": best["expected_oracle_share"],
             "mean_learner_qini": float(learned["qini"].mean()),
             "n_learners_ci_above_0": int((learned["qini_ci_low"] > 0).sum()),
@@ -190,9 +207,12 @@ def _simulate(real: RealUnits, cfg, spec_kw, i) -> list[dict]:
     return rows
 
 
-def run_power(cfg: PowerConfig, frame: pl.DataFrame | None = None, spec=None, log=print) -> pl.DataFrame:
+def run_power(cfg: PowerConfig, frame: pl.DataFrame | None = None, spec=None, log=print,
+              checkpoint: str | None = None) -> pl.DataFrame:
     """Every simulation × level; one row each. Simulations run in ``cfg.workers`` processes
-    (each fit is single-threaded)."""
+    (each fit is single-threaded). ``checkpoint``: a JSON file rewritten with every row so far
+    after each finished simulation (``--summarise`` reads it), so a long run stopped early keeps
+    what it did."""
     from liftlab.uplift_io import uplift_features
 
     if frame is None or spec is None:
@@ -209,15 +229,24 @@ def run_power(cfg: PowerConfig, frame: pl.DataFrame | None = None, spec=None, lo
     jobs = [(real, cfg, spec_kw, i) for i in range(cfg.n_sims)]
     rows: list[dict] = []
     start = time.perf_counter()
+    def finished(done: int, part: list[dict]) -> None:
+        rows.extend(part)
+        log(f"simulation {done}/{cfg.n_sims} ({time.perf_counter() - start:.0f} s)")
+        if checkpoint:
+            with open(checkpoint, "w") as fh:
+                json.dump({"config": asdict(cfg), "partial": done < cfg.n_sims, "simulations": rows}, fh, default=str)
+
     if cfg.workers > 1:
+        from concurrent.futures import as_completed
+
         with ProcessPoolExecutor(cfg.workers, mp_context=get_context("spawn")) as pool:
-            for done, part in enumerate(pool.map(_one, jobs), 1):
-                rows.extend(part)
-                log(f"simulation {done}/{cfg.n_sims} ({time.perf_counter() - start:.0f} s)")
+            futures = [pool.submit(_one, job) for job in jobs]
+            for done, future in enumerate(as_completed(futures), 1):
+                finished(done, future.result())
+        rows.sort(key=lambda r: (r["sim"], r["level"]))
     else:
         for done, job in enumerate(jobs, 1):
-            rows.extend(_one(job))
-            log(f"simulation {done}/{cfg.n_sims} ({time.perf_counter() - start:.0f} s)")
+            finished(done, _one(job))
     return pl.DataFrame(rows).with_columns(pl.lit(cfg.outcome).alias("outcome"), pl.lit(cfg.arm).alias("arm"))
 
 
@@ -244,6 +273,7 @@ def summarise(sims: pl.DataFrame) -> pl.DataFrame:
     for (level,), g in sims.group_by(["level"], maintain_order=True):
         marginal, marginal_ci = _above_zero(g["best_ci_low"])
         band, band_ci = _above_zero(g["best_simul_ci_low"])
+        held = _above_zero(g["heldout_ci_low"]) if "heldout_ci_low" in g.columns else (None, None)
         rows.append({
             "level": level, "n_sims": g.height, "true_cate_sd": float(g["true_cate_sd"].mean()),
             "expected_oracle_qini": float(g["expected_oracle_qini"].mean()),
@@ -252,6 +282,7 @@ def summarise(sims: pl.DataFrame) -> pl.DataFrame:
             "best_expected_share": float(g["best_expected_share"].mean()) if level > 0 else None,
             "best_ci_above_0": marginal, "best_ci_above_0_wilson": marginal_ci,
             "best_simul_above_0": band, "best_simul_above_0_wilson": band_ci,
+            "heldout_above_0": held[0], "heldout_above_0_wilson": held[1],
         })
     return pl.DataFrame(rows).sort("level")
 
@@ -294,7 +325,37 @@ def null_calibration(sims: pl.DataFrame) -> pl.DataFrame:
     rows.append({"ranking": "best of the learners, simultaneous band", "n_sims": n, "ci_above_0": share,
                  "ci_above_0_wilson": ci, "mean_qini": float(null["best_qini"].mean()),
                  "sd_across_sims": None, "mean_bootstrap_se": None, "sd_ratio": None})
-    return pl.DataFrame(rows)
+    if "heldout_ci_low" in null.columns and null["heldout_ci_low"].null_count() < n:
+        share, ci = _above_zero(null["heldout_ci_low"])
+        se = float(null["heldout_se"].mean())
+        rows.append({"ranking": "held-out, selection-honest (chosen and fitted on one half, scored on the other)",
+                     "n_sims": n, "ci_above_0": share, "ci_above_0_wilson": ci,
+                     "mean_qini": float(null["heldout_qini"].mean()), "sd_across_sims": float(null["heldout_qini"].std()),
+                     "mean_bootstrap_se": se, "sd_ratio": float(null["heldout_qini"].std() / se) if se else None})
+    table = pl.DataFrame(rows)
+    return table.join(null_exclusions(null), on="ranking", how="left")
+
+
+def null_exclusions(null: pl.DataFrame) -> pl.DataFrame:
+    """At s = 0, per interval whose both ends were recorded: how many simulations' 95 % interval
+    excludes 0 on either side (nominal 5 %), with a Wilson interval."""
+    pairs = [("best of the learners", "best_ci_low", "best_ci_high"),
+             ("best of the learners, simultaneous band", "best_simul_ci_low", "best_simul_ci_high"),
+             ("held-out, selection-honest (chosen and fitted on one half, scored on the other)",
+              "heldout_ci_low", "heldout_ci_high")]
+    rows = []
+    for name, lo, hi in pairs:
+        if lo not in null.columns or hi not in null.columns:
+            continue
+        part = null.drop_nulls([lo, hi])
+        if part.is_empty():
+            continue
+        k = int(((part[lo] > 0) | (part[hi] < 0)).sum())
+        rows.append({"ranking": name, "n_excluding_0": k, "excludes_0": k / part.height,
+                     "excludes_0_wilson": wilson(k, part.height)})
+    schema = {"ranking": pl.Utf8, "n_excluding_0": pl.Int64, "excludes_0": pl.Float64,
+              "excludes_0_wilson": pl.List(pl.Float64)}
+    return pl.DataFrame(rows, schema=schema) if rows else pl.DataFrame(schema=schema)
 
 
 def single_feature_qinis(frame: pl.DataFrame, *, arm: str, baseline: str, outcome: str, features: list[str],
@@ -368,9 +429,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = PowerConfig(arm=args.arm, outcome=args.outcome, n_sims=args.sims, workers=args.workers,
                       levels=tuple(float(v) for v in args.levels.split(",")), n_folds=args.folds,
                       n_repeats=args.repeats, sim_seed=args.sim_seed)
-    sims = run_power(cfg)
-    _print_tables(sims)
     out = args.out or str(REPO_ROOT / "bench" / "results" / f"uplift_power_{cfg.outcome}.json")
+    sims = run_power(cfg, checkpoint=out + ".partial")
+    _print_tables(sims)
     with open(out, "w") as fh:
         json.dump({"config": asdict(cfg), "summary": summarise(sims).to_dicts(), "simulations": sims.to_dicts(),
                    "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}, fh, indent=2, default=str)

@@ -9,6 +9,8 @@ scikit-learn, LightGBM) are imported inside the functions that fit.
 * :mod:`.evaluation` — Qini and gain curves, Qini coefficient, AUUC, uplift at k, deciles,
   calibration, the oracle, vectorised (paired) bootstrap CIs and the simultaneous band over
   learners;
+* :mod:`.honest` — the held-out, selection-honest interval of the best learner (chosen and
+  fitted on one part of the units, evaluated on another) and of its break-even policy;
 * :mod:`.policy` — profit of targeting the top k % under a cost per contact and a value
   per conversion;
 * :mod:`.segments` — persuadables / sure things / lost causes / sleeping dogs;

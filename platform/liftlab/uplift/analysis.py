@@ -28,12 +28,23 @@ out-of-fold Qini. Picking the maximum of several noisy estimates inflates it (wi
 curse), so the marginal CI of the winner is too optimistic. Every learner therefore also
 gets the sup-t *simultaneous* band over all the candidate learners of that arm × outcome
 (``qini_simul_ci_low/high``, :func:`.evaluation.simultaneous_band`, from the paired
-bootstrap): it covers all of them at once, so it stays valid for the selected one. A claim
-that the best learner beats random rests on ``qini_simul_ci_low > 0``. What the band does not
-fix is the cross-fitting dependence (see :mod:`.evaluation`): in the power study
+bootstrap): it covers all of them at once, so it stays valid for the selected one. What the
+band does not fix is the cross-fitting dependence (see :mod:`.evaluation`): in the power study
 (:mod:`liftlab.studies.uplift_power`, docs/uplift.md) on Hillstrom-sized data with no
 heterogeneity at all, the best-of-seven's marginal CI was above 0 in 16–23 % of simulated data
 sets and the band in 8–9 %, against 2.5 % nominal.
+
+**The held-out interval** (``heldout=True``, the default; :mod:`.honest`). The best learner's
+row also carries ``qini_heldout`` with ``qini_heldout_ci_low/high``: for each fold of the
+first repetition the learner is *chosen* by an inner cross-fit of the other folds alone, its
+model fitted on those folds (the main cross-fit's own fold model) ranks the held-out fold, and
+the fold-wise fixed-ranking bootstraps are combined with a bound on the standard deviation that
+holds whatever the dependence between folds. Neither the choice nor the model has seen the units
+an interval is computed on, so it includes the refitting and the selection; a claim that the
+best learner beats random rests on ``qini_heldout_ci_low > 0``. ``heldout_learners`` lists the
+learner chosen for each fold; :attr:`UpliftResult.heldout` has one row per arm × outcome with
+the fold figures and, given ``economics``, the break-even policy vs treating everyone on the
+same footing (``vs_all``, ``vs_all_ci_low/high``).
 
 **Repeated cross-fitting.** With ``n_repeats`` = R > 1 the whole K-fold deal is repeated R
 times with different seeds (folds and base models), and a unit's score is the mean of its R
@@ -41,7 +52,8 @@ out-of-fold predictions — still from models that never saw it. Averaging over 
 remedy Chernozhukov et al. (2018, §3.4, "repeated sample splitting") give for the dependence
 of cross-fitted results on one random split; for a ranking it averages away model variance
 (bagging: Breiman 1996, Machine Learning 24), which dominates when the heterogeneity is weak.
-The intervals still hold all R·K fitted models fixed.
+The fixed-model intervals still hold all R·K fitted models fixed; the held-out interval uses
+the first repetition only (it does not depend on R).
 
 Columns of the model rows: ``n_test`` = units scored out of fold (all arm ∪ baseline
 units); ``n_train`` = units each fold model was fitted on (the mean over folds, ≈
@@ -53,7 +65,7 @@ cross-fitted regression of the true CATE on the features) are scored on the same
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,10 +89,13 @@ class UpliftResult:
     curves: list[pl.DataFrame] = field(default_factory=list)
     deciles: list[pl.DataFrame] = field(default_factory=list)
     explanations: list[pl.DataFrame] = field(default_factory=list)
+    #: one row per arm × outcome: the held-out, selection-honest interval (:mod:`.honest`)
+    heldout: list[dict] = field(default_factory=list)
 
     def frame(self, name: str) -> pl.DataFrame:
-        if name == "models":
-            return pl.DataFrame(self.models) if self.models else pl.DataFrame()
+        if name in ("models", "heldout"):
+            rows = getattr(self, name)
+            return pl.DataFrame(rows) if rows else pl.DataFrame()
         parts = getattr(self, name)
         return pl.concat(parts, how="vertical_relaxed") if parts else pl.DataFrame()
 
@@ -110,9 +125,15 @@ def analyse_experiment(
     frame: pl.DataFrame, *, experiment_id: str, baseline: str, arms: Sequence[str], outcomes: Sequence[str],
     features: Sequence[str], learners: Sequence[str], backend: str = "lightgbm", n_folds: int = 2,
     n_repeats: int = 1, seed: int = 0, n_boot: int = 200, min_uplift: float = 0.05, explain: bool = True,
+    heldout: bool = True, heldout_inner_folds: int = 2, economics: Mapping[str, tuple[float, float]] | None = None,
     log=lambda *_: None,
 ) -> UpliftResult:
+    """``heldout``: also compute the held-out, selection-honest interval of the best learner
+    (:mod:`.honest`; extra inner cross-fits, ``heldout_inner_folds`` folds); ``economics``:
+    outcome → (value per conversion, cost per contact), adds its break-even policy vs treating
+    everyone."""
     from liftlab.uplift.explain import permutation_importance
+    from liftlab.uplift.honest import heldout_evaluation
 
     frame = frame.sort("unit_id")  # the input order never matters
     enc = encode(frame, features)
@@ -134,6 +155,7 @@ def analyse_experiment(
             tau_true = frame[oracle_col].to_numpy()[in_arm].astype(float) if oracle_col in frame.columns else None
             has_oracle = tau_true is not None and not np.isnan(tau_true).any()
             preds = {name: np.zeros(n) for name in learners}
+            first_rep = {name: np.zeros(n) for name in learners}  # repetition 0's out-of-fold scores
             p0 = np.zeros(n)
             ceiling = np.zeros(n) if has_oracle else None
             fitted: dict[str, list] = {name: [] for name in learners}
@@ -153,9 +175,11 @@ def analyse_experiment(
                         log(f"{experiment_id} {arm} {outcome}: repeat {r + 1}/{n_repeats}, fold {k + 1}/{n_folds}, "
                             f"fitting {name} on {len(ytr):,} units")
                         model = fit_learner(name, Xtr, ttr, ytr, backend=backend, seed=rep_seed, p=p)
-                        preds[name][held] += model.predict(X[held]) / n_repeats
+                        pred = model.predict(X[held])
+                        preds[name][held] += pred / n_repeats
                         if r == 0:
                             fitted[name].append((model, held))
+                            first_rep[name][held] = pred
                         seconds[name] += model.fit_seconds
                         base_fits[name] += model.n_base_fits
                     if has_oracle:
@@ -184,11 +208,28 @@ def analyse_experiment(
                                            tau_true))
                     preds[name] = score
             best = max((r for r in rows if r["learner"] in learners), key=lambda r: r["qini"])["learner"]
+            held_cols = dict.fromkeys(("qini_heldout", "qini_heldout_se", "qini_heldout_ci_low",
+                                       "qini_heldout_ci_high", "heldout_learners"))
+            if heldout:
+                h = heldout_evaluation(X, t, y, fold, first_rep, names, backend=backend, seed=seed,
+                                       inner_folds=heldout_inner_folds, n_boot=n_boot,
+                                       economics=(economics or {}).get(outcome), log=log)
+                best_held = {"qini_heldout": h["qini"], "qini_heldout_se": h["qini_se"],
+                             "qini_heldout_ci_low": h["qini_ci_low"], "qini_heldout_ci_high": h["qini_ci_high"],
+                             "heldout_learners": h["learners"]}
+                folds_ = h.pop("folds")
+                result.heldout.append({
+                    "experiment_id": experiment_id, "arm": arm, "metric": outcome, "best_learner": best, **h,
+                    "fold_learner": [f["learner"] for f in folds_], "fold_qini": [f["qini"] for f in folds_],
+                    "fold_qini_se": [f["qini_se"] for f in folds_], "fold_n_eval": [f["n_eval"] for f in folds_],
+                })
             base = dict(experiment_id=experiment_id, arm=arm, metric=outcome, baseline=baseline,
                         n_train=int(round(np.mean(n_train))), n_test=n, n_folds=n_folds, n_repeats=n_repeats,
                         base_model=backend)
             for r in rows:
-                result.models.append({**base, **r, "is_best": r["learner"] == best})
+                is_best = r["learner"] == best
+                result.models.append({**base, **r, **(best_held if heldout and is_best else held_cols),
+                                      "is_best": is_best})
             for name, tau in preds.items():
                 segment = seg.assign(tau, p0, min_uplift)
                 result.scores.append(pl.DataFrame({

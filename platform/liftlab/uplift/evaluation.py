@@ -51,6 +51,9 @@ Imai & Li, "Statistical inference for heterogeneous treatment effects discovered
 by generic machine learning in randomized experiments", J. Business & Economic Statistics
 2025, give the extra variance term for cross-fitted estimates). The
 question answered is "does *this* ranking target better than random on these units?".
+For the learner chosen as the best, an interval that includes the refitting and the choice is
+:mod:`.honest`'s held-out interval (each fold's ranking chosen and fitted on the other folds,
+evaluated with these fixed-ranking bootstraps on that fold alone, combined across folds).
 """
 
 from __future__ import annotations

@@ -24,7 +24,9 @@ Two targeted policies are reported against the blanket campaign:
 The difference in profit between a targeted policy and the blanket campaign gets a
 bootstrap percentile CI from the same resampling as :func:`.evaluation.bootstrap_counts`
 (the targeted set is held fixed; each draw re-estimates both profits). Like the Qini CIs it
-conditions on the fitted fold models.
+conditions on the fitted fold models (and, for the best learner, ignores that it was chosen);
+:func:`break_even_vs_all` gives the per-fold draws from which :mod:`.honest` builds the
+held-out version (rule chosen and fitted on other units than those it is scored on).
 """
 
 from __future__ import annotations
@@ -136,3 +138,21 @@ def compare_with_blanket(
             "profit_vs_all": float(point[j] - point[1]), "vs_all_ci_low": lo, "vs_all_ci_high": hi,
         })
     return pl.DataFrame(rows)
+
+
+def break_even_vs_all(
+    score, treated, y, *, value: float, cost: float, n_boot: int = 200, seed: int = 0,
+) -> tuple[int, float, np.ndarray]:
+    """The break-even rule (contact a unit when value · τ̂(x) > cost) against contacting every
+    unit: (units contacted, profit difference, its B bootstrap draws), with the same definitions
+    and draws as the ``break_even`` row of :func:`compare_with_blanket`. Used per evaluation fold
+    by :mod:`.honest`, which needs the draws' spread rather than a percentile interval."""
+    score = np.asarray(score, dtype=np.float64)
+    order, t, yy = _sorted(score, treated, y)
+    n = len(t)
+    threshold = cost / value if value > 0 else np.inf
+    ms = np.array([int((score > threshold).sum()), n])
+    point = _profit(Curves.build(t, yy), ms, value, cost)[0]
+    draws = [_profit_at(t, yy, chunk[:, order], ms, value, cost) for chunk in bootstrap_counts(n, n_boot, seed)]
+    draws = np.vstack(draws) if draws else np.empty((0, 2))
+    return int(ms[0]), float(point[0] - point[1]), draws[:, 0] - draws[:, 1]
