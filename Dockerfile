@@ -23,6 +23,8 @@ COPY platform ./platform
 COPY dbt_project ./dbt_project
 COPY sql ./sql
 COPY experiments ./experiments
+# the Celery executor's settings, read by the code location and the workers (LIFTLAB_EXECUTOR=celery)
+COPY deploy/celery.yaml ./deploy/celery.yaml
 RUN uv pip install --no-cache -p /opt/venv/bin/python --no-deps -e . \
  && cd dbt_project && /opt/venv-dbt/bin/dbt parse --profiles-dir . \
  && mkdir -p "$DAGSTER_HOME" && cp /opt/liftlab/dagster.yaml "$DAGSTER_HOME/dagster.yaml"

@@ -11,7 +11,7 @@ UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 MANIFEST := dbt_project/target/manifest.json
 DBT_SOURCES := $(shell find dbt_project -name '*.sql' -o -name '*.yml' 2>/dev/null | grep -v '/target/' | grep -v '/logs/')
 
-.PHONY: setup demo test test-fast browser-deps dev psql stop decisions validate lock bench clean
+.PHONY: setup demo test test-fast browser-deps dev psql stop decisions validate lock bench clean workers
 
 setup: $(VENV)/.installed $(DBT_VENV)/.installed $(MANIFEST)
 
@@ -36,8 +36,10 @@ $(MANIFEST): $(DBT_VENV)/.installed $(DBT_SOURCES)
 demo: setup  ## generate the synthetic world, run every asset, print the decisions
 	$(BIN)/liftlab demo
 
-# Two workers: the tests of the session's world (built once, copied per module with CREATE
-# DATABASE … TEMPLATE) stay together on one (xdist_group "world"), everything else is shared out.
+# Two workers, one group per module (tests/conftest.py): the session's world is built once per run
+# (on the first worker that needs it, under a file lock) and shared by both; writers copy it with
+# CREATE DATABASE … TEMPLATE. The build and its asset-by-asset second pass go first, the long
+# modules next, the modules that read the world after them, the short ones last.
 test: setup browser-deps $(GBSTATS_VENV)/.installed  ## the whole suite against real Postgres (embedded + the server at 127.0.0.1:5432)
 	$(BIN)/python -m pytest -n 2 --dist loadgroup --durations=15
 
@@ -64,6 +66,12 @@ $(GBSTATS_VENV)/.installed: bench/requirements-gbstats.lock
 	$(UV) venv -q --allow-existing -p $(PYTHON) $(GBSTATS_VENV)
 	$(UV) pip install -q -p $(GBSTATS_VENV)/bin/python -r bench/requirements-gbstats.lock
 	@touch $@
+
+# A local Redis (redis-server from the OS packages, on a free port) and two Celery workers on this
+# machine, in the foreground (Ctrl-C stops them); it prints the variables that send a run's steps to
+# them (LIFTLAB_EXECUTOR=celery …) for `make dev` in another shell. docs/scaling.md.
+workers: setup  ## a local Redis and two Celery workers for the `celery` executor
+	eval "$$($(BIN)/liftlab db env)" && $(BIN)/python -m liftlab.workers --workers 2
 
 dev: setup  ## Dagster UI with the daemon on http://localhost:3000
 	$(BIN)/liftlab dev

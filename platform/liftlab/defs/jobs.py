@@ -1,11 +1,20 @@
 """Jobs: build the data (registry, demo world, dbt), each experiment's units, the daily statistics,
 the studies, one experiment's analysis, the decisions."""
 
+import json
+
 import dagster as dg
 
 from liftlab.defs.partitions import day_partitions, experiment_partitions
 
 DAILY_STATS = dg.AssetKey(["results", "daily_stats"])
+
+#: Kubernetes resources of an ``analyse_experiment`` run pod (K8sRunLauncher reads the
+#: ``dagster-k8s/config`` run tag; deploy/helm/values.yaml sizes every other run): its causal
+#: studies are the largest step measured, 3.18 GB peak RSS at size M (bench/results/pipeline_M.json).
+#: Elsewhere the tag is only a label.
+ANALYSIS_POD = {"container_config": {"resources": {"requests": {"cpu": "1", "memory": "4Gi"},
+                                                   "limits": {"memory": "5Gi"}}}}
 
 build_data_job = dg.define_asset_job(
     "build_data",
@@ -30,6 +39,7 @@ analyse_experiment_job = dg.define_asset_job(
     "analyse_experiment",
     selection=dg.AssetSelection.groups("gates", "effects", "causal") - dg.AssetSelection.assets(DAILY_STATS),
     partitions_def=experiment_partitions,
+    tags={"dagster-k8s/config": json.dumps(ANALYSIS_POD)},
     description="Gates, then (if they pass) sufficient statistics, effects, slices and — for a launch that was not "
     "randomized — its causal estimates, for one experiment.",
 )

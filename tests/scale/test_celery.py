@@ -1,0 +1,220 @@
+"""Steps on Celery workers (``LIFTLAB_EXECUTOR=celery``, ``deploy/celery.yaml``, docs/scaling.md).
+
+Real processes: a ``redis-server`` of the test's own on a free port and two ``dagster-celery``
+workers (``tests/scale/conftest.py``), stopped by the test. The runs go to the session's world
+(``built``) in a copy of its own whose outputs of those runs were deleted first, and every table
+of the copy must then equal the in-process build's byte for byte (``snapshot``: every table
+without run ids and write times).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import json
+import time
+import uuid
+
+import dagster as dg
+import pytest
+from dagster import DagsterEventType
+from psycopg import sql
+
+from liftlab import db
+from liftlab.pipeline import day_range_tags
+from tests.conftest import drop_database
+from tests.pipeline_helpers import snapshot
+
+pytestmark = pytest.mark.heavy
+
+#: Runs of the built world that are not analyses of one experiment.
+NOT_ANALYSES = {"build_data", "daily_stats", "uplift_models", "decide"}
+#: The kill test's visibility timeout: longer than any of aa_check's steps (≤ 5 s in the build,
+#: on a loaded machine), so no step is handed out twice while it runs; the dead worker's step
+#: comes back after it.
+KILL_VISIBILITY = 15
+
+
+def analysed(built) -> list[str]:
+    return sorted(k for k in built.result.run_ids if ":" not in k and k not in NOT_ANALYSES)
+
+
+def clear_outputs(info: db.ConnInfo, run_ids: list[str]) -> dict[str, int]:
+    """Delete every row the given runs wrote (tables with a ``run_id`` column): the Celery runs
+    must write them again, or the comparison fails."""
+    deleted = {}
+    with db.connect(info) as conn:
+        tables = conn.execute(
+            "select table_schema, table_name from information_schema.columns c join information_schema.tables t "
+            "using (table_schema, table_name) where column_name = 'run_id' and table_type = 'BASE TABLE' "
+            "and table_schema not in ('pg_catalog', 'information_schema') order by 1, 2"
+        ).fetchall()
+        for schema, name in tables:
+            cursor = conn.execute(sql.SQL("delete from {} where run_id = any(%s)").format(sql.Identifier(schema, name)),
+                                  (run_ids,))
+            if cursor.rowcount:
+                deleted[f"{schema}.{name}"] = cursor.rowcount
+        conn.commit()
+    return deleted
+
+
+def _worker_of(record) -> str | None:
+    event = record.dagster_event
+    if event is None or event.event_type != DagsterEventType.ENGINE_EVENT or not event.engine_event_data:
+        return None
+    value = (event.engine_event_data.metadata or {}).get("Celery worker")
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def step_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[str]]:
+    """Step key → the workers that started it, in order, from the run's event log (what the UI shows)."""
+    workers: dict[str, list[str]] = {}
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        worker = _worker_of(record)
+        if worker is not None:
+            workers.setdefault(record.step_key, []).append(worker)
+    return workers
+
+
+def step_events(instance: dg.DagsterInstance, run_id: str, event_type: DagsterEventType) -> list[str]:
+    return [r.step_key for r in instance.all_logs(run_id, of_type=event_type)]
+
+
+@pytest.mark.timeout(900)
+def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(built, celery_home, celery_cluster_factory):
+    experiments = analysed(built)
+    assert len(experiments) >= 5, experiments
+    run_ids = [built.result.run_ids["daily_stats"], *(built.result.run_ids[e] for e in experiments)]
+    info = built.copy(prefix="liftlab_celery")
+    try:
+        deleted = clear_outputs(info, run_ids)
+        assert {"results.daily_stats", "results.effects", "gates.check_results"} <= set(deleted), deleted
+        cleared = snapshot(info)
+        assert {t for t in cleared if cleared[t] != built.snapshot[t]} >= set(deleted)
+
+        started = time.monotonic()
+        # long enough for every step here (the longest took 23 s in a loaded build): none is handed out twice
+        cluster = celery_cluster_factory(celery_home, visibility_timeout=600)
+        ready = time.monotonic()
+        with cluster.orchestrating(), dg.DagsterInstance.from_config(str(celery_home)) as instance:
+            stats = cluster.execute("daily_stats", instance, info.url(), tags=day_range_tags())
+            assert stats.success, cluster.logs()
+            stats_done = time.monotonic()
+            runs = {"daily_stats": stats.run_id}
+
+            # one run per experiment, one after the other, as the pipeline runs them (each run's steps
+            # that do not depend on each other run on both workers at once)
+            for experiment in experiments:
+                result = cluster.execute("analyse_experiment", instance, info.url(), tags={"dagster/partition": experiment})
+                # a halted experiment's run fails on its blocking gate, in-process and on the workers alike
+                assert result.success == (experiment not in built.result.halted), (experiment, cluster.logs())
+                runs[experiment] = result.run_id
+            finished = time.monotonic()
+
+            hosts = {w.hostname for w in cluster.workers}
+            ran_on: dict[str, int] = {}
+            for name, run_id in runs.items():
+                workers = step_workers(instance, run_id)
+                ended = step_events(instance, run_id, DagsterEventType.STEP_SUCCESS) + step_events(
+                    instance, run_id, DagsterEventType.STEP_FAILURE)
+                assert ended, name
+                # every step that ran was run by one of the two workers, once, and the event log says which
+                assert set(ended) <= set(workers), (name, ended, workers)
+                for step, names in workers.items():
+                    assert len(names) == 1 and names[0] in hosts, (name, step, names)
+                    ran_on[names[0]] = ran_on.get(names[0], 0) + 1
+                if name in built.result.halted:
+                    assert "trust_gates" in step_events(instance, run_id, DagsterEventType.STEP_FAILURE)
+            assert set(ran_on) == hosts, ran_on  # both workers ran steps
+
+        after = snapshot(info)
+        different = sorted(t for t in built.snapshot if after.get(t) != built.snapshot[t])
+        assert not different, {t: (after.get(t), built.snapshot[t]) for t in different}
+        assert after == built.snapshot
+        print(f"\ncelery: workers ready in {ready - started:.1f} s; daily_stats + {len(experiments)} analyses "
+              f"in {stats_done - ready:.1f} + {finished - stats_done:.1f} s; steps per worker {ran_on}; {sum(deleted.values())} rows rewritten identically")
+    finally:
+        drop_database(info)
+
+
+@pytest.mark.timeout(600)
+def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, celery_home, celery_cluster_factory):
+    """SIGKILL the worker running a step: its message was not acknowledged (``task_acks_late``),
+    Redis hands it out again after the visibility timeout, the other worker runs the step, the
+    run succeeds and the tables equal the in-process run's — nothing lost, nothing doubled."""
+    experiment = "aa_check"
+    assert experiment in analysed(built) and experiment not in built.result.halted
+    with dg.DagsterInstance.from_config(str(built.home)) as instance:
+        # the step to kill: the longest of this experiment's analysis in the build
+        started_at: dict[str, float] = {}
+        durations: dict[str, float] = {}
+        for record in instance.all_logs(built.result.run_ids[experiment],
+                                        of_type={DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}):
+            if record.dagster_event.event_type == DagsterEventType.STEP_START:
+                started_at[record.step_key] = record.timestamp
+            else:
+                durations[record.step_key] = record.timestamp - started_at[record.step_key]
+        target = max(durations, key=durations.get)
+        assert durations[target] < KILL_VISIBILITY / 2, durations
+
+    info = built.copy(prefix="liftlab_celery_kill")
+    try:
+        assert clear_outputs(info, [built.result.run_ids[experiment]])
+        cluster = celery_cluster_factory(celery_home, visibility_timeout=KILL_VISIBILITY)
+        marker = uuid.uuid4().hex
+        # the run is orchestrated by a process of its own (as a run worker would); this one watches
+        # the run's event log and kills the worker that runs the target step
+        orchestrator = cluster.launch("analyse_experiment", info.url(), {"dagster/partition": experiment, "liftlab/test": marker})
+        try:
+            with dg.DagsterInstance.from_config(str(celery_home)) as instance:
+                deadline = time.monotonic() + 120
+                run_id = victim = killed_at = None
+                while killed_at is None:
+                    assert time.monotonic() < deadline and orchestrator.poll() is None, cluster.logs()
+                    if run_id is None:
+                        runs = instance.get_runs(filters=dg.RunsFilter(tags={"liftlab/test": marker}))
+                        run_id = runs[0].run_id if runs else None
+                    else:
+                        records = instance.all_logs(run_id)
+                        taken = [(i, _worker_of(r)) for i, r in enumerate(records) if r.step_key == target and _worker_of(r)]
+                        # the step has started on a worker: kill that worker, mid-step
+                        if taken and any(r.step_key == target and r.dagster_event.event_type == DagsterEventType.STEP_START
+                                         for r in records[taken[0][0]:] if r.dagster_event):
+                            victim = taken[0][1]
+                            os.kill(cluster.worker(victim).pid, signal.SIGKILL)
+                            killed_at = time.time()
+                            done = [r.step_key for r in instance.all_logs(run_id, of_type=DagsterEventType.STEP_SUCCESS)]
+                            assert target not in done, "the step finished before the kill: not mid-step"
+                    time.sleep(0.05)
+
+                out, _ = orchestrator.communicate(timeout=KILL_VISIBILITY + 120)
+                outcome = json.loads(out.strip().splitlines()[-1])
+                assert outcome["run_id"] == run_id
+                assert not cluster.worker(victim).alive()
+                assert outcome["success"], cluster.logs()
+
+                workers = step_workers(instance, run_id)
+                survivor = next(w.hostname for w in cluster.workers if w.hostname != victim)
+                # the killed step: started on the victim, then run again on the survivor; every other step once
+                assert workers[target] == [victim, survivor], workers
+                assert all(len(names) == 1 for step, names in workers.items() if step != target), workers
+                successes = step_events(instance, run_id, DagsterEventType.STEP_SUCCESS)
+                assert sorted(successes) == sorted(set(successes)) == sorted(workers), (successes, workers)
+                assert step_events(instance, run_id, DagsterEventType.STEP_START).count(target) == 2
+                rerun = next(r.timestamp for r in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
+                             if r.step_key == target and _worker_of(r) == survivor)
+                # handed out again by the visibility timeout (counted from when the victim took the message)
+                assert rerun - killed_at <= KILL_VISIBILITY + 10, rerun - killed_at
+
+        finally:
+            if orchestrator.poll() is None:
+                orchestrator.kill()
+                orchestrator.wait()
+
+        after = snapshot(info)
+        different = sorted(t for t in built.snapshot if after.get(t) != built.snapshot[t])
+        assert not different, different
+        print(f"\ncelery kill: {target} of {experiment} killed on {victim} (pid SIGKILL), rerun on {survivor} "
+              f"{rerun - killed_at:.1f} s later; run succeeded; tables identical")
+    finally:
+        drop_database(info)
