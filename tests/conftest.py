@@ -121,14 +121,17 @@ class Built:
     snapshot: dict[str, tuple[int, str]]
     template: db.ConnInfo
     home: Path
+    #: the reports and plots the build wrote (each worker's own LIFTLAB_REPORTS_DIR is for what its tests write)
+    reports: Path
 
     def copy(self, prefix: str = "liftlab_copy") -> db.ConnInfo:
-        return copy_database(self.template, prefix)
+        # named after the run too: the controller drops what an interrupted worker left behind
+        return copy_database(self.template, prefix, name=f"{prefix[:36]}_{run_tag()}_{uuid.uuid4().hex[:6]}")
 
 
-def copy_database(template: db.ConnInfo, prefix: str) -> db.ConnInfo:
+def copy_database(template: db.ConnInfo, prefix: str, name: str | None = None) -> db.ConnInfo:
     """A new database with the contents of ``template`` (nobody may be connected to it)."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    name = name or f"{prefix}_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(template.url(dbname="postgres"), autocommit=True) as conn:
         # one copy at a time: CREATE DATABASE … TEMPLATE refuses a template another copy is reading
         conn.execute("select pg_advisory_lock(724613502)")
@@ -142,21 +145,121 @@ def copy_database(template: db.ConnInfo, prefix: str) -> db.ConnInfo:
     return template.with_db(name)
 
 
-@pytest.fixture(scope="session")
-def built(server: db.ConnInfo, dagster_home: Path) -> Iterator[Built]:
-    """One clean world per session: the pipeline once, runs recorded in Postgres (see :class:`Built`)."""
+#: This test run's id: the same in the controller and in every xdist worker (the controller passes
+#: its ``--testrunuid`` to the workers, see :func:`pytest_configure`), a fresh one per run.
+_RUN = {"id": uuid.uuid4().hex}
+
+
+def run_tag() -> str:
+    """A short tag naming this run's shared databases (``liftlab_built_<tag>`` …)."""
+    return _RUN["id"][:12]
+
+
+def _shared_dir() -> Path:
+    """A folder every process of this run sees (the world's Dagster home, its lock and state)."""
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"liftlab-tests-{run_tag()}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _build_world(server: db.ConnInfo, home: Path) -> Built:
     import dagster as dg
 
     from tests.pipeline_helpers import run, snapshot
 
-    info = create_scratch_database(server, prefix="liftlab_built")
-    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+    tag = run_tag()
+    storage = server.with_db(f"dagster_built_{tag}")
+    db.ensure_database(server, storage.dbname)
+    with db.connect(storage) as conn:
+        migrations.apply(conn)  # as create_scratch_database does; Dagster adds its own tables
+        conn.commit()
+    home.mkdir(exist_ok=True)
+    (home / "dagster.yaml").write_text(
+        "storage:\n  postgres:\n    postgres_url: " + json.dumps(storage.url(driver="psycopg2"))
+        + "\ntelemetry:\n  enabled: false\n"
+    )
+    info = server.with_db(f"liftlab_built_{tag}")
+    db.ensure_database(server, info.dbname)
+    with db.connect(info) as conn:
+        migrations.apply(conn)
+        conn.commit()
+    from unittest import mock
+
+    reports = home.parent / "world_reports"
+    with mock.patch.dict(os.environ, {"LIFTLAB_REPORTS_DIR": str(reports)}), \
+            dg.DagsterInstance.from_config(str(home)) as instance:
         result = run(info, instance)
     fingerprints = snapshot(info)
-    template = copy_database(info, "liftlab_template")
-    yield Built(info, result, fingerprints, template, dagster_home)
-    drop_database(template)
-    drop_database(info)
+    template = copy_database(info, "liftlab_template", name=f"liftlab_template_{tag}")
+    return Built(info, result, fingerprints, template, home, reports)
+
+
+@pytest.fixture(scope="session")
+def built(server: db.ConnInfo) -> Built:
+    """One clean world per test run, shared by the xdist workers (see :class:`Built`).
+
+    The first worker that asks builds it under a file lock, in databases named after the run
+    (:func:`run_tag`), and leaves its state next to the lock; a worker that asks later waits for
+    the lock and reuses the same databases, template and Dagster home. Nobody drops them while
+    tests run: the controller does at the end of the run (:func:`pytest_sessionfinish`). A build
+    that failed is not retried by the other worker: its error is reported there too."""
+    import fcntl
+    import pickle
+    import traceback
+
+    shared = _shared_dir()
+    state, failure = shared / "world.pickle", shared / "world.failed"
+    with open(shared / "world.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failure.exists():
+            raise RuntimeError("the session's world failed to build on another worker:\n" + failure.read_text())
+        if state.exists():
+            return pickle.loads(state.read_bytes())
+        try:
+            world = _build_world(server, shared / "dagster_home")
+        except BaseException:
+            failure.write_text(traceback.format_exc())
+            raise
+        state.write_bytes(pickle.dumps(world))
+        return world
+
+
+def _drop_run_databases() -> None:
+    """Drop the databases of this run's shared world (the controller, once every worker is done)."""
+    tag = run_tag()
+    server = db.resolve()
+    with psycopg.connect(server.url(dbname="postgres"), autocommit=True) as conn:
+        names = [r[0] for r in conn.execute("select datname from pg_database where datname like %s",
+                                            (f"%\\_{tag}%",)).fetchall()]
+    for name in names:
+        drop_database(server.with_db(name))
+
+
+def pytest_configure(config):
+    """The controller picks the run's id (and hands it to the workers as ``--testrunuid``); a
+    worker reads it back (``PYTEST_XDIST_TESTRUNUID``)."""
+    if hasattr(config, "workerinput"):
+        _RUN["id"] = config.workerinput["testrunuid"]
+    elif hasattr(config.option, "testrunuid"):
+        if config.option.testrunuid is None:
+            config.option.testrunuid = _RUN["id"]
+        _RUN["id"] = config.option.testrunuid
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput"):
+        return  # a worker: the other one may still read the world
+    import shutil
+
+    _save_group_seconds(session.config)
+    shared = _shared_dir()
+    try:
+        if (shared / "world.pickle").exists() or (shared / "world.failed").exists():
+            _drop_run_databases()
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -167,24 +270,33 @@ def built_copy(built: Built, request) -> Iterator[db.ConnInfo]:
     drop_database(info)
 
 
-#: Fixtures that build the session's world or copy it: their tests run on one xdist worker
-#: (``--dist loadgroup``), which builds the world once, and are left out of ``make test-fast``.
+#: Fixtures that build the session's world or copy it: their tests are left out of ``make test-fast``.
 WORLD_FIXTURES = {"built", "built_copy", "asset_by_asset"}
+#: The world's second pass (tests/reliability/conftest.py): its modules run as one group
+#: ("world"), scheduled first, on the worker that builds the world.
+SECOND_PASS = "asset_by_asset"
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
 def pytest_collection_modifyitems(config, items):
-    """Group the world's tests on one worker and mark them heavy, the other tests by module; order the tests as
+    """Group the tests by module (a module's fixtures are set up once, on one worker) — the
+    modules of the world's second pass together in "world", the other modules that read the
+    world in "world:<module>" — and mark the world's tests heavy; order the tests as
     ``LIFTLAB_TEST_ORDER`` says (``reverse``, or ``random:<seed>`` by module) — CI runs the suite
     in reverse order, ``make test`` in file order, so neither may depend on the other."""
     import random
 
+    second_pass = {item.module.__name__ for item in items if SECOND_PASS in item.fixturenames}
     for item in items:
-        if WORLD_FIXTURES & set(item.fixturenames):
+        module = item.module.__name__
+        if module in second_pass:
             item.add_marker(pytest.mark.xdist_group("world"))
-            item.add_marker(pytest.mark.heavy)
+        elif WORLD_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.xdist_group(f"world:{module}"))
         else:  # a module's tests on one worker: its module-scoped fixtures are set up once
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+            item.add_marker(pytest.mark.xdist_group(module))
+        if WORLD_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.heavy)
     order = os.environ.get("LIFTLAB_TEST_ORDER", "")
     if order == "reverse":
         items.reverse()
@@ -195,3 +307,98 @@ def pytest_collection_modifyitems(config, items):
         names = sorted(modules)
         random.Random(int(order.split(":", 1)[1])).shuffle(names)
         items[:] = [item for name in names for item in modules[name]]
+
+
+#: .pytest_cache key: seconds per xdist group measured by the last run that ran the group (the
+#: scheduler hands the longest out first; a fresh clone has none and ranks by marks and size).
+GROUP_SECONDS = "liftlab/group_seconds"
+_GROUP_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report):
+    """In the controller (and in a run without xdist): add up each group's seconds."""
+    if "@" in report.nodeid:
+        group = report.nodeid.rsplit("@", 1)[1]
+        _GROUP_SECONDS[group] = _GROUP_SECONDS.get(group, 0.0) + report.duration
+
+
+def _seconds_key(config) -> str:
+    """One record per test selection (``make test-fast``'s groups are shorter than ``make test``'s)."""
+    return f"{GROUP_SECONDS}/{config.getoption('markexpr', '') or 'all'}"
+
+
+def _save_group_seconds(config) -> None:
+    if _GROUP_SECONDS and getattr(config, "cache", None):
+        key = _seconds_key(config)
+        config.cache.set(key, {**config.cache.get(key, {}), **{k: round(v, 2) for k, v in _GROUP_SECONDS.items()}})
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """``--dist loadgroup`` with the groups handed out longest first (xdist's own order is by
+    number of tests, which leaves a long two-test module for the end): the world's build and
+    second pass first, then the modules with heavy or slow tests, then the modules that read the
+    built world (by then built, on the other worker), then the rest as filler. The order of the
+    tests inside a group stays the collection order (``LIFTLAB_TEST_ORDER``)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    import re
+
+    heavy_modules: dict[str, bool] = {}
+
+    def heavy(nodeid: str) -> bool:
+        """A module that marks tests heavy or slow (read from its source: the controller collects nothing)."""
+        path = nodeid.split("::", 1)[0]
+        if path not in heavy_modules:
+            try:
+                text = (Path(str(config.rootpath)) / path).read_text()
+            except OSError:
+                text = ""
+            heavy_modules[path] = bool(re.search(r"mark\.(heavy|slow)\b", text))
+        return heavy_modules[path]
+
+    class LongestFirst(LoadGroupScheduling):
+        def schedule(self) -> None:  # LoadScopeScheduling.schedule with the work queue in our order
+            assert self.collection_is_completed
+            if self.collection is not None:
+                for node in self.nodes:
+                    self._reschedule(node)
+                return
+            if not self._check_nodes_have_same_collection():
+                self.log("**Different tests collected, aborting run**")
+                return
+            self.collection = list(next(iter(self.registered_collections.values())))
+            if not self.collection:
+                return
+            groups: dict[str, dict[str, bool]] = {}
+            for nodeid in self.collection:
+                groups.setdefault(self._split_scope(nodeid), {})[nodeid] = False
+
+            seconds = config.cache.get(_seconds_key(config), {}) if getattr(config, "cache", None) else {}
+
+            def rank(scope: str) -> tuple[int, float, int]:
+                nodeids = groups[scope]
+                if scope == "world":
+                    tier = 0
+                elif scope.startswith("world:"):
+                    tier = 2
+                else:
+                    tier = 1 if any(heavy(n) for n in nodeids) else 3
+                # longest first where an earlier run measured it (.pytest_cache), else most tests first
+                return tier, -seconds.get(scope, 0.0), -len(nodeids)
+
+            for scope in sorted(groups, key=rank):  # stable: ties keep the collection order
+                self.workqueue[scope] = groups[scope]
+            for _ in range(len(self.nodes) - len(self.workqueue)):
+                unused, _assigned = self.assigned_work.popitem()
+                unused.shutdown()
+            for node in self.nodes:
+                self._assign_work_unit(node)
+            for node in self.nodes:
+                self._reschedule(node)
+            if not self.workqueue:
+                for node in self.nodes:
+                    node.shutdown()
+
+    return LongestFirst(config, log)

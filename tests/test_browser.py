@@ -62,9 +62,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def webserver(built, dagster_home, tmp_path_factory):
+def webserver(built, tmp_path_factory):
     port = _free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(dagster_home), "DATABASE_URL": built.info.url()}
+    env = {**os.environ, "DAGSTER_HOME": str(built.home), "DATABASE_URL": built.info.url()}
     log = tmp_path_factory.mktemp("webserver") / "webserver.log"
     with log.open("w") as out:
         proc = subprocess.Popen(

@@ -1,9 +1,13 @@
 """Estimates agree with the truth: 95 % CIs cover the true effect 92–98 % of the time.
 
-50 small synthetic worlds (seeds 1–50, none picked) go through the real ingest, dbt and
-statistics code; every randomized experiment × metric × arm interval is checked against the
-exact expected effect in ``truth.effects``. ``LIFTLAB_STUDY_WORLDS`` / ``LIFTLAB_STUDY_USERS``
-change the size (the defaults are what CI runs).
+20 small synthetic worlds (seeds 1–20, none picked; 480 intervals) go through the real ingest,
+dbt and statistics code; every randomized experiment × metric × arm interval is checked against
+the exact expected effect in ``truth.effects``. At this size the 92–98 % band is about ±3
+binomial standard deviations around 95 %: an interval too narrow by a fifth (coverage ~89 %)
+fails it. The statistics engine's own coverage and error rates are measured at a larger size,
+without the pipeline, in tests/calibration/test_error_rates.py. ``LIFTLAB_STUDY_WORLDS`` /
+``LIFTLAB_STUDY_USERS`` change the size (the defaults are what CI runs;
+``LIFTLAB_STUDY_WORLDS=50`` is the earlier CI size).
 """
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ from tests.conftest import create_scratch_database, drop_database
 
 
 @pytest.mark.slow
-def test_ci_coverage_of_true_effects_over_50_worlds(server):
-    n_worlds = int(os.environ.get("LIFTLAB_STUDY_WORLDS", "50"))
+def test_ci_coverage_of_true_effects_over_seeded_worlds(server):
+    n_worlds = int(os.environ.get("LIFTLAB_STUDY_WORLDS", "20"))
     n_users = int(os.environ.get("LIFTLAB_STUDY_USERS", "2000"))
     info = create_scratch_database(server, prefix="liftlab_coverage")
     try:
