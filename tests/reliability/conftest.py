@@ -88,11 +88,11 @@ def asset_by_asset(built):
     from tests.conftest import drop_database
 
     copy = built.copy(prefix="liftlab_idempotency")
-    yield materialize_asset_by_asset(copy)
+    yield materialize_asset_by_asset(copy, built.reports)
     drop_database(copy)
 
 
-def materialize_asset_by_asset(info: db.ConnInfo) -> dict:
+def materialize_asset_by_asset(info: db.ConnInfo, reports) -> dict:
     """Every asset of the real definitions once, alone, in dependency order (see the module doc)."""
     from liftlab.defs.resources import PostgresResource, SyntheticWorldResource
     from liftlab.pipeline import day_range_tags, definitions_with
@@ -100,8 +100,10 @@ def materialize_asset_by_asset(info: db.ConnInfo) -> dict:
     secret_url = with_secret(info).url()
     passes: list[AssetPass] = []
     with pytest.MonkeyPatch.context() as mp:
+        # the build's reports folder: plots are rewritten where the build wrote them (their paths are
+        # stored in the tables, as a rerun on the same machine writes them)
         for key, value in {**FAST_UPLIFT_ENV, "DATABASE_URL": secret_url, "LIFTLAB_CALIBRATION_SIMS": "100",
-                           "LIFTLAB_CALIBRATION_USERS": "2000"}.items():
+                           "LIFTLAB_CALIBRATION_USERS": "2000", "LIFTLAB_REPORTS_DIR": str(reports)}.items():
             mp.setenv(key, value)
         defs = definitions_with({"postgres": PostgresResource(),
                                  "world": SyntheticWorldResource(**TEST_WORLD, regenerate=True)})

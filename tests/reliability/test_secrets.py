@@ -114,7 +114,9 @@ def _secret_like(line: str, path: str) -> list[str]:
         found += [m.group(1) for m in re.finditer(r"(?i)password\s*=\s*['\"]([^'\"]*)['\"]", line)]
     found += re.findall(r"-----BEGIN [A-Z ]*PRIVATE KEY-----|AKIA[0-9A-Z]{16}", line)
     found = [v.strip("`'\");,. ") for v in found]  # prose and Markdown quote values: `password=***`
-    return [v for v in found if v not in PLACEHOLDERS and not v.startswith(("${", "{{", "{", "<", "…"))]
+    # a boolean is a setting about a password (e.g. the Helm chart's generatePostgresqlPasswordSecret), not one
+    return [v for v in found if v not in PLACEHOLDERS and v.lower() not in ("true", "false")
+            and not v.startswith(("${", "{{", "{", "<", "…"))]
 
 
 def test_no_secret_is_committed():

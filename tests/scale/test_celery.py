@@ -81,7 +81,7 @@ def step_events(instance: dg.DagsterInstance, run_id: str, event_type: DagsterEv
 
 
 @pytest.mark.timeout(900)
-def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(built, celery_home, celery_cluster_factory):
+def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(built, celery_cluster_factory):
     experiments = analysed(built)
     assert len(experiments) >= 5, experiments
     run_ids = [built.result.run_ids["daily_stats"], *(built.result.run_ids[e] for e in experiments)]
@@ -94,9 +94,9 @@ def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(
 
         started = time.monotonic()
         # long enough for every step here (the longest took 23 s in a loaded build): none is handed out twice
-        cluster = celery_cluster_factory(celery_home, visibility_timeout=600)
+        cluster = celery_cluster_factory(built.home, visibility_timeout=600)
         ready = time.monotonic()
-        with cluster.orchestrating(), dg.DagsterInstance.from_config(str(celery_home)) as instance:
+        with cluster.orchestrating(), dg.DagsterInstance.from_config(str(built.home)) as instance:
             stats = cluster.execute("daily_stats", instance, info.url(), tags=day_range_tags())
             assert stats.success, cluster.logs()
             stats_done = time.monotonic()
@@ -138,7 +138,7 @@ def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(
 
 
 @pytest.mark.timeout(600)
-def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, celery_home, celery_cluster_factory):
+def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, celery_cluster_factory):
     """SIGKILL the worker running a step: its message was not acknowledged (``task_acks_late``),
     Redis hands it out again after the visibility timeout, the other worker runs the step, the
     run succeeds and the tables equal the in-process run's — nothing lost, nothing doubled."""
@@ -160,13 +160,13 @@ def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, cel
     info = built.copy(prefix="liftlab_celery_kill")
     try:
         assert clear_outputs(info, [built.result.run_ids[experiment]])
-        cluster = celery_cluster_factory(celery_home, visibility_timeout=KILL_VISIBILITY)
+        cluster = celery_cluster_factory(built.home, visibility_timeout=KILL_VISIBILITY)
         marker = uuid.uuid4().hex
         # the run is orchestrated by a process of its own (as a run worker would); this one watches
         # the run's event log and kills the worker that runs the target step
         orchestrator = cluster.launch("analyse_experiment", info.url(), {"dagster/partition": experiment, "liftlab/test": marker})
         try:
-            with dg.DagsterInstance.from_config(str(celery_home)) as instance:
+            with dg.DagsterInstance.from_config(str(built.home)) as instance:
                 deadline = time.monotonic() + 120
                 run_id = victim = killed_at = None
                 while killed_at is None:
