@@ -31,7 +31,24 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
 
 
 def apply(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[str]:
-    """Apply pending migrations; return the names of those applied now."""
+    """Apply pending migrations; return the names of those applied now.
+
+    Roles are cluster-wide while the advisory lock is per database: two databases of one server
+    migrated at once (two test workers, two liftlab databases) can race on ``create role``. The
+    loser's transaction is rolled back whole and applied again, when the role exists."""
+    import time
+
+    for attempt in range(5):
+        try:
+            return _apply(conn, directory)
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject) as error:
+            if "pg_authid" not in str(error) and "role" not in str(error) or attempt == 4:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
+def _apply(conn: psycopg.Connection, directory: Path) -> list[str]:
     applied_now: list[str] = []
     with conn.transaction():
         conn.execute("select pg_advisory_xact_lock(%s)", (_LOCK,))

@@ -81,7 +81,8 @@ def step_events(instance: dg.DagsterInstance, run_id: str, event_type: DagsterEv
 
 
 @pytest.mark.timeout(900)
-def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(built, celery_cluster_factory):
+def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(built, celery_cluster_factory, monkeypatch):
+    monkeypatch.setenv("LIFTLAB_REPORTS_DIR", str(built.reports))  # plots where the build wrote them (paths are stored)
     experiments = analysed(built)
     assert len(experiments) >= 5, experiments
     run_ids = [built.result.run_ids["daily_stats"], *(built.result.run_ids[e] for e in experiments)]
@@ -138,10 +139,11 @@ def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(
 
 
 @pytest.mark.timeout(600)
-def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, celery_cluster_factory):
+def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, celery_cluster_factory, monkeypatch):
     """SIGKILL the worker running a step: its message was not acknowledged (``task_acks_late``),
     Redis hands it out again after the visibility timeout, the other worker runs the step, the
     run succeeds and the tables equal the in-process run's — nothing lost, nothing doubled."""
+    monkeypatch.setenv("LIFTLAB_REPORTS_DIR", str(built.reports))  # plots where the build wrote them (paths are stored)
     experiment = "aa_check"
     assert experiment in analysed(built) and experiment not in built.result.halted
     with dg.DagsterInstance.from_config(str(built.home)) as instance:
