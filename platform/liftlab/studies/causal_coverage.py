@@ -34,6 +34,7 @@ import polars as pl
 from liftlab.causal.features import covariate_matrix
 from liftlab.causal.propensity import cross_fit_propensity, fold_ids
 from liftlab.causal.weighting import aipw_cross_fit, ipw, naive_difference
+from liftlab.studies import wilson
 
 OPT_IN_CONFOUNDERS = ("plan", "tenure_days", "pre_orders_14d")
 
@@ -122,14 +123,6 @@ def run(design: str, n_worlds: int, first_seed: int = 1, jobs: int = 1, n_users:
 def run_causal_coverage(n_worlds: int = 200, n_users: int = 6_000, first_seed: int = 1) -> pd.DataFrame:
     """The demo world's AIPW coverage (kept for the demo's own claim)."""
     return run("demo", n_worlds, first_seed, n_users=n_users)
-
-
-def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n."""
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return float(centre - half), float(centre + half)
 
 
 def summarise(frame: pd.DataFrame) -> pd.DataFrame:

@@ -42,6 +42,7 @@ import numpy as np
 import polars as pl
 
 from liftlab.stats.moments import MOMENT_COLUMNS
+from liftlab.studies import wilson
 
 START = dt.date(2026, 1, 1)
 POLICIES = ("sequential", "fixed_horizon", "peeking")
@@ -66,16 +67,6 @@ class ErrorRate:
     mc_se: float
     wilson_low: float
     wilson_high: float
-
-
-def wilson(k: int, n: int, z: float = 1.959963984540054) -> tuple[float, float]:
-    """Wilson (1927) score interval of a binomial proportion."""
-    if n == 0:
-        return math.nan, math.nan
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return centre - half, centre + half
 
 
 def arm_names(arms: int) -> list[str]:

@@ -53,7 +53,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
@@ -251,13 +250,10 @@ def run_power(cfg: PowerConfig, frame: pl.DataFrame | None = None, spec=None, lo
 
 
 def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """Wilson score interval of a binomial proportion k/n (Wilson 1927, JASA 22)."""
-    if n == 0:
-        return (float("nan"), float("nan"))
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    """:func:`liftlab.studies.wilson` at z = 1.96 (the figures this study has published)."""
+    from liftlab.studies import wilson as interval
+
+    return interval(k, n, z)
 
 
 def _above_zero(lows: pl.Series) -> tuple[float, tuple[float, float]]:
