@@ -15,6 +15,8 @@ from liftlab.uplift.learners import LEARNERS
 
 from .helpers import write_specs
 
+FAST = ["class_transformation", "single_feature_rule"]  # no causalml: fast
+
 
 @pytest.fixture()
 def conn(built_copy):
@@ -112,6 +114,50 @@ def test_uplift_group_materializes_and_reruns_replace(loaded, conn):
     again = db.read_frame(conn, "select experiment_id, arm, metric, learner, qini from results.uplift_models "
                                 "order by experiment_id, arm, metric, learner")
     assert again["qini"].to_list() == models["qini"].to_list()  # seeded: identical on a rerun
+
+
+def test_one_step_per_cell_writes_what_one_call_over_the_experiment_computes(built):
+    """The build fitted Hillstrom's two arms × two outcomes in four steps (narrowed by the
+    environment, as the tests' pipeline runs it), and the four tables hold what one
+    ``analyse_experiment`` call over the whole experiment computes — the asset before the fits were
+    split — except the run id and the fit times."""
+    from polars.testing import assert_frame_equal
+
+    from liftlab.defs import uplift as assets
+    from liftlab.uplift.analysis import analyse_experiment
+    from liftlab.uplift_io import load_units, uplift_features
+    from tests.pipeline_helpers import FAST_UPLIFT_ENV
+
+    spec = assets.uplift_specs(["hillstrom"])[0]
+    arms, outcomes = [v.name for v in spec.variants if v.name != spec.baseline], spec.uplift.outcomes
+    assert len(arms) == 2 and len(outcomes) == 2
+    with dg.DagsterInstance.from_config(str(built.home)) as instance:
+        steps = {r.step_key for r in instance.all_logs(built.result.run_ids["uplift_models"],
+                                                      of_type=dg.DagsterEventType.STEP_SUCCESS)}
+    fits = {k for k in steps if ".fit_uplift_cell[hillstrom__" in k}
+    assert fits == {f"uplift_learners.fit_uplift_cell[hillstrom__{a.replace(' ', '_').replace('-', '_')}__{o}]"
+                    for a in arms for o in outcomes}
+    assert {"uplift_learners.plan_uplift_cells", "uplift_learners.write_uplift_tables"} <= steps
+
+    up = spec.uplift
+    with db.connect(built.info) as conn:
+        whole = analyse_experiment(
+            load_units(conn, spec), experiment_id=spec.id, baseline=spec.baseline, arms=arms, outcomes=outcomes,
+            features=list(uplift_features(spec)), learners=FAST_UPLIFT_ENV["LIFTLAB_UPLIFT_LEARNERS"].split(","),
+            backend=up.base_model, n_folds=up.folds, n_repeats=int(FAST_UPLIFT_ENV["LIFTLAB_UPLIFT_REPEATS"]),
+            seed=up.seed, n_boot=int(FAST_UPLIFT_ENV["LIFTLAB_UPLIFT_BOOTSTRAP"]), min_uplift=up.segment_min_uplift)
+        for table, name, columns, keys in (
+            ("uplift_models", "models", assets.MODEL_COLUMNS, ["arm", "metric", "learner"]),
+            ("uplift_scores", "scores", assets.SCORE_COLUMNS, ["arm", "metric", "learner", "unit_id"]),
+            ("uplift_deciles", "deciles", assets.DECILE_COLUMNS, ["arm", "metric", "learner", "bin"]),
+            ("uplift_explanations", "explanations", assets.EXPLAIN_COLUMNS, ["arm", "metric", "feature"]),
+        ):
+            kept = [c for c in columns if c not in ("run_id", "fit_seconds")]
+            stored = db.read_frame(conn, f"select * from results.{table} where experiment_id = 'hillstrom'")
+            expected = assets._with(whole.frame(name), columns, "")
+            assert stored.height == expected.height > 0, table
+            assert_frame_equal(stored.select(kept).sort(keys), expected.select(kept).sort(keys), check_dtypes=False,
+                               check_exact=True)
 
 
 def test_job_selects_the_uplift_group():

@@ -6,10 +6,19 @@ cross-fitted over K folds (``liftlab.uplift.analysis``): every unit is scored by
 never saw it, and all units give Qini/AUUC with bootstrap CIs (and a simultaneous band over
 the learners, for the best one), the oracle share (synthetic data), calibration by decile,
 the targeting economics and the segments.
-causalml and scikit-learn are imported inside the asset functions only.
+
+The fits run as separate steps of the ``uplift_learners`` graph asset, so that the executor (one
+process per step, or Celery workers) runs them in parallel: ``plan_uplift_cells`` lists one cell
+per experiment × arm × outcome, ``fit_uplift_cell`` runs each (the experiment's folds, seeds and
+bootstrap: exactly that cell's rows of the whole experiment's fit) and ``write_uplift_tables``
+writes each experiment's slice of the four tables in one transaction, as one step did before.
+The cells' results reach the write step through the IO manager (Dagster's default: pickles in the
+instance's storage directory, which every process that runs a step must share).
+causalml and scikit-learn are imported inside the op and asset functions only.
 """
 
 import os
+import re
 
 import dagster as dg
 import polars as pl
@@ -106,68 +115,125 @@ def _plot_qini(curves: pl.DataFrame, title: str, path) -> None:
     plt.close(fig)
 
 
-@dg.multi_asset(
-    retry_policy=io_retry,
-    specs=[
-        dg.AssetSpec(["results", "uplift_models"], group_name="uplift", kinds={"python", "postgres"}, owners=[OWNER],
-                     deps=[dg.AssetDep(dg.AssetKey(["units", "unit_metrics"]), partition_mapping=dg.AllPartitionMapping()),
-                           ["truth", "unit_effects"], ["raw", "experiment_specs"]],
-                     description="Per experiment × arm × outcome × learner (S/T/X/R/DR, class transformation, "
-                     "single-feature rule): cross-fitted (out-of-fold) Qini coefficient and AUUC with bootstrap CIs, the simultaneous "
-                     "band over learners, uplift at k, calibration, oracle share."),
-        dg.AssetSpec(["results", "uplift_scores"], group_name="uplift", kinds={"postgres"}, owners=[OWNER],
-                     description="Out-of-fold predicted uplift and segment of every unit by every learner (and the fold that scored it)."),
-        dg.AssetSpec(["results", "uplift_deciles"], group_name="uplift", kinds={"postgres"}, owners=[OWNER],
-                     description="Calibration: mean predicted vs realised uplift per decile of the ranking."),
-        dg.AssetSpec(["results", "uplift_explanations"], group_name="uplift", kinds={"postgres"}, owners=[OWNER],
-                     description="Grouped permutation importance of the features for the best learner's predicted uplift."),
-    ],
-    name="uplift_learners",
-)
-def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, postgres: PostgresResource):
-    from liftlab.uplift.analysis import analyse_experiment
-    from liftlab.uplift_io import load_units, uplift_features
-    from liftlab.units import unit_table_exists
+def _narrowing() -> tuple[list[str], int | None, int | None, int | None]:
+    """The environment's narrowing of every run (tests and quick demos): LIFTLAB_UPLIFT_LEARNERS
+    (comma-separated), LIFTLAB_UPLIFT_BOOTSTRAP, LIFTLAB_UPLIFT_FOLDS and LIFTLAB_UPLIFT_REPEATS."""
+    learners = [x for x in os.environ.get("LIFTLAB_UPLIFT_LEARNERS", "").split(",") if x]
+    boot, folds, repeats = (os.environ.get(f"LIFTLAB_UPLIFT_{name}") for name in ("BOOTSTRAP", "FOLDS", "REPEATS"))
+    return learners, int(boot) if boot else None, int(folds) if folds else None, int(repeats) if repeats else None
 
-    # The environment can narrow every run too (tests and quick demos): LIFTLAB_UPLIFT_LEARNERS
-    # (comma-separated), LIFTLAB_UPLIFT_BOOTSTRAP, LIFTLAB_UPLIFT_FOLDS and LIFTLAB_UPLIFT_REPEATS;
-    # run config wins.
-    env_learners = [x for x in os.environ.get("LIFTLAB_UPLIFT_LEARNERS", "").split(",") if x]
-    env_boot = os.environ.get("LIFTLAB_UPLIFT_BOOTSTRAP")
-    env_folds = os.environ.get("LIFTLAB_UPLIFT_FOLDS")
+
+def _mapping_key(experiment_id: str, arm: str, outcome: str, taken: set[str]) -> str:
+    """The cell's Dagster mapping key (letters, digits and ``_`` only: an arm may be "Mens E-Mail"),
+    made unique within the run when two cells sanitize to the same name."""
+    base = re.sub(r"[^A-Za-z0-9_]", "_", f"{experiment_id}__{arm}__{outcome}")
+    key, n = base, 2
+    while key in taken:
+        key, n = f"{base}_{n}", n + 1
+    taken.add(key)
+    return key
+
+
+@dg.op(
+    retry_policy=io_retry,
+    ins={name: dg.In(dg.Nothing) for name in ("unit_metrics", "unit_effects", "experiment_specs")},
+    out={"cells": dg.DynamicOut(dict, description="One arm × outcome of one experiment, with every setting of its fit."),
+         "plan": dg.Out(dict, description="The experiments of the run; the baseline and number of cells of each one "
+                        "planned.")},
+)
+def plan_uplift_cells(context: dg.OpExecutionContext, config: UpliftRunConfig, postgres: PostgresResource):
+    """One cell per experiment × arm × outcome of the specs with an uplift block (narrowed by the
+    run config, then the environment), in the order the experiment's tables are written: arms,
+    then outcomes. Each cell carries the resolved settings, so its step does not read them again;
+    ``fold_outcomes`` is every outcome of the spec, so each cell is dealt the experiment's folds."""
+    from liftlab.units import unit_table_exists
+    from liftlab.uplift_io import uplift_features
+
+    env_learners, env_boot, env_folds, env_repeats = _narrowing()
     learners_override = config.learners or env_learners
-    boot_override = config.n_bootstrap if config.n_bootstrap is not None else (int(env_boot) if env_boot else None)
-    folds_override = config.n_folds if config.n_folds is not None else (int(env_folds) if env_folds else None)
-    env_repeats = os.environ.get("LIFTLAB_UPLIFT_REPEATS")
-    repeats_override = config.n_repeats if config.n_repeats is not None else (int(env_repeats) if env_repeats else None)
+    boot_override = config.n_bootstrap if config.n_bootstrap is not None else env_boot
+    folds_override = config.n_folds if config.n_folds is not None else env_folds
+    repeats_override = config.n_repeats if config.n_repeats is not None else env_repeats
     specs = uplift_specs(config.experiments)
-    tables = {"models": [], "scores": [], "deciles": [], "explanations": []}
-    plots = {}
-    run_id = context.run_id
+    plan = {"experiments": [s.id for s in specs], "baselines": {}, "n_cells": {}}
+    cells, taken = [], set()
     with postgres.connect() as conn:
         for spec in specs:
             up = spec.uplift
             if not unit_table_exists(conn, spec):
                 context.log.warning(f"{spec.id}: its units were never built (see its units/unit_metrics run): skipped")
                 continue
-            units = load_units(conn, spec)
-            if units.is_empty():
-                context.log.warning(f"{spec.id}: no units, skipped")
-                continue
-            arms = up.arms or [v.name for v in spec.variants if v.name != spec.baseline]
-            result = analyse_experiment(
-                units, experiment_id=spec.id, baseline=spec.baseline, arms=arms, outcomes=up.outcomes,
-                features=list(uplift_features(spec)), learners=learners_override or up.learners,
-                backend=up.base_model, n_folds=folds_override or up.folds,
-                n_repeats=repeats_override or up.repeats, seed=up.seed,
-                n_boot=boot_override if boot_override is not None else up.n_bootstrap,
-                min_uplift=up.segment_min_uplift, log=context.log.info,
+            plan["baselines"][spec.id] = spec.baseline
+            settings = dict(
+                experiment_id=spec.id, baseline=spec.baseline, fold_outcomes=list(up.outcomes),
+                features=list(uplift_features(spec)), learners=list(learners_override or up.learners),
+                backend=up.base_model, n_folds=folds_override or up.folds, n_repeats=repeats_override or up.repeats,
+                seed=up.seed, n_boot=boot_override if boot_override is not None else up.n_bootstrap,
+                min_uplift=up.segment_min_uplift,
             )
+            for arm in up.arms or [v.name for v in spec.variants if v.name != spec.baseline]:
+                for outcome in up.outcomes:
+                    key = _mapping_key(spec.id, arm, outcome, taken)
+                    cells.append(dg.DynamicOutput(
+                        {"index": len(cells), "key": key, "settings": {**settings, "arms": [arm], "outcomes": [outcome]}},
+                        output_name="cells", mapping_key=key))
+                    plan["n_cells"][spec.id] = plan["n_cells"].get(spec.id, 0) + 1
+    context.log.info(f"{len(cells)} uplift fits (experiment × arm × outcome) over {len(plan['baselines'])} experiment(s)")
+    yield dg.Output(plan, output_name="plan")
+    yield from cells
+
+
+@dg.op(retry_policy=io_retry)
+def fit_uplift_cell(context: dg.OpExecutionContext, cell: dict, postgres: PostgresResource) -> dict:
+    """Cross-fit, evaluate and explain one experiment × arm × outcome on the experiment's units:
+    :func:`liftlab.uplift.analysis.analyse_experiment` restricted to the cell, which gives exactly
+    that cell's rows of the whole experiment's call. ``result`` is None when the unit table is
+    empty."""
+    from liftlab.uplift.analysis import analyse_experiment
+    from liftlab.uplift_io import load_units
+
+    settings = cell["settings"]
+    spec = uplift_specs([settings["experiment_id"]])[0]
+    with postgres.connect() as conn:
+        units = load_units(conn, spec)
+    result = None
+    if not units.is_empty():
+        result = analyse_experiment(units, **settings, log=context.log.info)
+    return {"index": cell["index"], "key": cell["key"], "experiment_id": spec.id, "result": result}
+
+
+@dg.op(
+    retry_policy=io_retry,
+    out={name: dg.Out(dg.Nothing) for name in ("models", "scores", "deciles", "explanations")},
+)
+def write_uplift_tables(context: dg.OpExecutionContext, plan: dict, fits: list[dict], postgres: PostgresResource):
+    """Each experiment's cells combined in plan order (the result of one call over all its arms
+    and outcomes) and written as its slice of the four tables, in one transaction per experiment;
+    then its Qini plots and the materialization metadata of the four assets."""
+    from liftlab.uplift.analysis import UpliftResult
+
+    by_experiment: dict[str, list[dict]] = {}
+    for fit in sorted(fits, key=lambda f: f["index"]):
+        by_experiment.setdefault(fit["experiment_id"], []).append(fit)
+    tables = {"models": [], "explanations": []}
+    n_scores = n_deciles = 0
+    plots = {}
+    run_id = context.run_id
+    with postgres.connect() as conn:
+        for experiment_id, baseline in plan["baselines"].items():
+            cells = by_experiment.get(experiment_id, [])
+            if len(cells) != plan["n_cells"][experiment_id]:  # the tables of an experiment are written whole
+                raise dg.Failure(f"{experiment_id}: {len(cells)} of its {plan['n_cells'][experiment_id]} uplift fits "
+                                 "reached the write step", allow_retries=False)
+            if any(c["result"] is None for c in cells):
+                context.log.warning(f"{experiment_id}: no units, skipped")
+                continue
+            result = UpliftResult.combine([c["result"] for c in cells])
             models = _with(result.frame("models"), MODEL_COLUMNS, run_id)
             scores = _with(result.frame("scores"), SCORE_COLUMNS, run_id)
             deciles = _with(result.frame("deciles"), DECILE_COLUMNS, run_id)
             explanations = _with(result.frame("explanations"), EXPLAIN_COLUMNS, run_id)
-            where = {"experiment_id": spec.id}
+            where = {"experiment_id": experiment_id}
             replace_slice(conn, "results.uplift_models", models, where=where)
             replace_slice(conn, "results.uplift_scores", scores, where=where)
             replace_slice(conn, "results.uplift_deciles", deciles, where=where)
@@ -175,18 +241,21 @@ def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, 
             conn.commit()
             curves = result.frame("curves")
             for (arm, metric), part in curves.group_by("arm", "metric", maintain_order=True):
-                path = _reports_dir() / f"qini_{spec.id}_{arm}_{metric}.png".replace(" ", "_")
-                _plot_qini(part, f"{spec.id}: {arm} vs {spec.baseline}, {metric}", path)
-                plots[f"qini_plot/{spec.id}/{arm}/{metric}"] = inline_png(path, f"Qini and gain curves, {spec.id}: {arm}, {metric}")
-            for key, frame in zip(tables, (models, scores, deciles, explanations)):
-                tables[key].append(frame)
+                path = _reports_dir() / f"qini_{experiment_id}_{arm}_{metric}.png".replace(" ", "_")
+                _plot_qini(part, f"{experiment_id}: {arm} vs {baseline}, {metric}", path)
+                plots[f"qini_plot/{experiment_id}/{arm}/{metric}"] = inline_png(
+                    path, f"Qini and gain curves, {experiment_id}: {arm}, {metric}")
+            tables["models"].append(models)
+            tables["explanations"].append(explanations)
+            n_scores += scores.height
+            n_deciles += deciles.height
     frames = {k: pl.concat(v, how="vertical_relaxed") if v else pl.DataFrame() for k, v in tables.items()}
     models = frames["models"]
     preview = models.select("experiment_id", "arm", "metric", "learner", "qini", "qini_ci_low", "qini_ci_high",
                             "qini_simul_ci_low", "qini_simul_ci_high", "auuc", "oracle_share", "uplift_at_30", "fit_seconds") if not models.is_empty() else models
     best = models.filter(pl.col("is_best")) if not models.is_empty() else models
-    yield dg.MaterializeResult(asset_key=["results", "uplift_models"], metadata={
-        "dagster/row_count": models.height, "experiments": [s.id for s in specs],
+    yield dg.Output(None, output_name="models", metadata={
+        "dagster/row_count": models.height, "experiments": plan["experiments"],
         "models": dg.MetadataValue.md(markdown_table(preview, max_rows=60)),
         **{f"best/{r['experiment_id']}/{r['arm']}/{r['metric']}": f"{r['learner']} qini={r['qini']:.5f} "
            f"[{r['qini_ci_low']:.5f}, {r['qini_ci_high']:.5f}], simultaneous over learners "
@@ -197,13 +266,71 @@ def uplift_learners(context: dg.AssetExecutionContext, config: UpliftRunConfig, 
            for r in best.to_dicts()},
         **plots,
     })
-    yield dg.MaterializeResult(asset_key=["results", "uplift_scores"], metadata={"dagster/row_count": frames["scores"].height})
-    yield dg.MaterializeResult(asset_key=["results", "uplift_deciles"], metadata={"dagster/row_count": frames["deciles"].height})
+    yield dg.Output(None, output_name="scores", metadata={"dagster/row_count": n_scores})
+    yield dg.Output(None, output_name="deciles", metadata={"dagster/row_count": n_deciles})
     ex = frames["explanations"]
-    yield dg.MaterializeResult(asset_key=["results", "uplift_explanations"], metadata={
+    yield dg.Output(None, output_name="explanations", metadata={
         "dagster/row_count": ex.height,
         "importance": dg.MetadataValue.md(markdown_table(ex.drop("run_id") if not ex.is_empty() else ex, max_rows=40)),
     })
+
+
+@dg.config_mapping
+def _run_config(config: UpliftRunConfig) -> dict:
+    """The run config of the asset (``ops: uplift_learners: config: …``, its shape before the fits
+    were split into steps) is the planning step's."""
+    return {"plan_uplift_cells": {"config": config.model_dump()}}
+
+
+#: The upstreams of results/uplift_models, as declared when the four tables came from one op.
+MODELS = dg.AssetKey(["results", "uplift_models"])
+MODEL_DEPS = [dg.AssetDep(dg.AssetKey(["units", "unit_metrics"]), partition_mapping=dg.AllPartitionMapping()),
+              dg.AssetDep(["truth", "unit_effects"]), dg.AssetDep(["raw", "experiment_specs"])]
+
+
+def _uplift_steps(unit_metrics, unit_effects, experiment_specs):
+    """Plan the cells, fit each one in its own step (the executor runs them in parallel: processes
+    or Celery workers), then write the experiments' tables from the collected fits."""
+    cells, plan = plan_uplift_cells(unit_metrics=unit_metrics, unit_effects=unit_effects,
+                                    experiment_specs=experiment_specs)
+    models, scores, deciles, explanations = write_uplift_tables(plan, cells.map(fit_uplift_cell).collect())
+    return {"models": models, "scores": scores, "deciles": deciles, "explanations": explanations}
+
+
+def _as_declared(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """A graph's inputs become deps of every asset it outputs, and ``graph_multi_asset`` drops an
+    ``AllPartitionMapping`` (it tests the mapping's truth, and that one is an empty tuple:
+    dagster-io/dagster#30787, still so in 1.13): the models get their upstreams back as declared,
+    the three other tables (by-products of the same fits) none, as before."""
+    return spec.replace_attributes(deps=MODEL_DEPS if spec.key == MODELS else [])
+
+
+# The upstreams are graph inputs of type Nothing: they order the steps after them, nothing is loaded.
+uplift_learners = dg.graph_multi_asset(
+    name="uplift_learners",
+    group_name="uplift",
+    ins={"unit_metrics": dg.AssetIn(["units", "unit_metrics"], partition_mapping=dg.AllPartitionMapping(),
+                                    dagster_type=dg.Nothing),
+         "unit_effects": dg.AssetIn(["truth", "unit_effects"], dagster_type=dg.Nothing),
+         "experiment_specs": dg.AssetIn(["raw", "experiment_specs"], dagster_type=dg.Nothing)},
+    config=_run_config,
+    outs={
+        "models": dg.AssetOut(
+            key=MODELS, kinds={"python", "postgres"}, owners=[OWNER],
+            description="Per experiment × arm × outcome × learner (S/T/X/R/DR, class transformation, "
+            "single-feature rule): cross-fitted (out-of-fold) Qini coefficient and AUUC with bootstrap CIs, the simultaneous "
+            "band over learners, uplift at k, calibration, oracle share."),
+        "scores": dg.AssetOut(
+            key=["results", "uplift_scores"], kinds={"postgres"}, owners=[OWNER],
+            description="Out-of-fold predicted uplift and segment of every unit by every learner (and the fold that scored it)."),
+        "deciles": dg.AssetOut(
+            key=["results", "uplift_deciles"], kinds={"postgres"}, owners=[OWNER],
+            description="Calibration: mean predicted vs realised uplift per decile of the ranking."),
+        "explanations": dg.AssetOut(
+            key=["results", "uplift_explanations"], kinds={"postgres"}, owners=[OWNER],
+            description="Grouped permutation importance of the features for the best learner's predicted uplift."),
+    },
+)(_uplift_steps).map_asset_specs(_as_declared)
 
 
 def _plot_policy(tables: dict[str, pl.DataFrame], title: str, path) -> None:

@@ -7,7 +7,8 @@ arm ∪ baseline units.
 
 **Cross-fitted evaluation.** The units are dealt once per experiment into K folds,
 stratified by variant × the binary outcomes (seeded: :func:`crossfit_folds`), so every arm,
-outcome and learner uses the same folds. For each fold k every learner is fitted on the
+outcome and learner uses the same folds (also when one arm × outcome is computed on its own:
+``fold_outcomes``). For each fold k every learner is fitted on the
 other K − 1 folds and predicts the units of fold k: each unit gets an *out-of-fold* score
 from a model that never saw it. The Qini/AUUC, uplift at k, deciles, the targeting policy
 and the segments are then computed on the pooled out-of-fold scores of **all** units,
@@ -92,6 +93,17 @@ class UpliftResult:
     #: one row per arm × outcome: the held-out, selection-honest interval (:mod:`.honest`)
     heldout: list[dict] = field(default_factory=list)
 
+    @classmethod
+    def combine(cls, parts: Sequence[UpliftResult]) -> UpliftResult:
+        """The results of several calls as one, each list in the order of ``parts``: the cells of
+        one experiment (``fold_outcomes``), in the full call's order (arms, then outcomes within an
+        arm), combine to exactly the full call's result."""
+        out = cls()
+        for part in parts:
+            for name in ("models", "scores", "curves", "deciles", "explanations", "heldout"):
+                getattr(out, name).extend(getattr(part, name))
+        return out
+
     def frame(self, name: str) -> pl.DataFrame:
         if name in ("models", "heldout"):
             rows = getattr(self, name)
@@ -126,19 +138,25 @@ def analyse_experiment(
     features: Sequence[str], learners: Sequence[str], backend: str = "lightgbm", n_folds: int = 2,
     n_repeats: int = 1, seed: int = 0, n_boot: int = 200, min_uplift: float = 0.05, explain: bool = True,
     heldout: bool = True, heldout_inner_folds: int = 2, economics: Mapping[str, tuple[float, float]] | None = None,
-    log=lambda *_: None,
+    fold_outcomes: Sequence[str] | None = None, log=lambda *_: None,
 ) -> UpliftResult:
     """``heldout``: also compute the held-out, selection-honest interval of the best learner
     (:mod:`.honest`; extra inner cross-fits, ``heldout_inner_folds`` folds); ``economics``:
     outcome → (value per conversion, cost per contact), adds its break-even policy vs treating
-    everyone."""
+    everyone.
+
+    ``fold_outcomes``: the outcomes whose binary values stratify the folds (default
+    ``outcomes``). Every arm × outcome cell depends only on the folds and on ``seed``, so
+    ``arms=[arm], outcomes=[outcome], fold_outcomes=<every outcome of the full call>`` returns
+    exactly that cell's rows of the full call: the fits of one experiment can run as separate
+    steps (one per arm × outcome, ``liftlab.defs.uplift``) and still share one deal of folds."""
     from liftlab.uplift.explain import permutation_importance
     from liftlab.uplift.honest import heldout_evaluation
 
     frame = frame.sort("unit_id")  # the input order never matters
     enc = encode(frame, features)
     variant = frame["variant"].to_numpy().astype(str)
-    ys = [frame[o].cast(pl.Float64).to_numpy() for o in outcomes]
+    ys = [frame[o].cast(pl.Float64).to_numpy() for o in (outcomes if fold_outcomes is None else fold_outcomes)]
     # repetition r deals its own folds and seeds its models with seed + r
     folds_by_rep = [crossfit_folds(variant, ys, n_folds, seed + r) for r in range(n_repeats)]
     unit_ids = frame["unit_id"].cast(pl.Utf8).to_numpy()
@@ -250,11 +268,14 @@ def analyse_experiment(
                 parts = [permutation_importance(model.predict, X[held], enc.groups(), seed=seed + k,
                                                 max_rows=-(-EXPLAIN_ROWS // n_folds))
                          for k, (model, held) in enumerate(fitted[best])]
+                # sorted by importance, ties (features the model never used: 0) by name — not in
+                # group_by's hash order, which changes from call to call
                 imp = pl.concat(parts).group_by("feature").agg(
                     pl.col("importance").mean().alias("mean"),
                     # total variance over folds × repeats: within-fold var + between-fold var
                     ((pl.col("importance_sd") ** 2).mean() + pl.col("importance").var(ddof=0)).sqrt().alias("sd"),
-                ).rename({"mean": "importance", "sd": "importance_sd"}).sort("importance", descending=True)
+                ).rename({"mean": "importance", "sd": "importance_sd"}).sort(
+                    "importance", "feature", descending=[True, False])
                 result.explanations.append(imp.with_columns(
                     pl.lit(experiment_id).alias("experiment_id"), pl.lit(arm).alias("arm"),
                     pl.lit(outcome).alias("metric"), pl.lit(best).alias("learner")))
