@@ -6,6 +6,7 @@ VENV := .venv
 DBT_VENV := .venv-dbt
 GBSTATS_VENV := .venv-gbstats
 SIZES ?= S,M
+comma := ,
 BIN := $(VENV)/bin
 UV = $(shell command -v uv 2>/dev/null || echo "$(PYTHON) -m uv")
 MANIFEST := dbt_project/target/manifest.json
@@ -56,9 +57,14 @@ browser-deps:
 
 # make bench: the whole pipeline at sizes S (~10M events) and M (~100M events), every stage next
 # to a baseline measured in the same run (psql \copy, dbt vs polars vs pandas, a bare polars
-# group_by, GrowthBook's gbstats); results in bench/results/. `make bench SIZES=L` on demand.
+# group_by, GrowthBook's gbstats), each run in a process of its own as the UI launches it (wall
+# time against the sum of the steps, every analyse_experiment run's wall time); then the study jobs
+# on 1 and 2 Celery workers at the first size, and the pushdown aggregation vs the polars path at
+# S and M. Results in bench/results/. `make bench SIZES=L` on demand.
 bench: setup $(GBSTATS_VENV)/.installed
 	$(BIN)/python bench/pipeline.py --sizes $(SIZES)
+	$(BIN)/python bench/scaleout.py --size $(firstword $(subst $(comma), ,$(SIZES)))
+	$(BIN)/python bench/pushdown.py --sizes S,M
 
 # gbstats 0.8 pins numpy<2 and pandas<2: the benchmark's baseline gets its own virtualenv.
 $(GBSTATS_VENV)/.installed: bench/requirements-gbstats.lock

@@ -7,11 +7,15 @@ Sizes are synthetic worlds of ``users`` users (~64 events per user): XS 20k (the
 S 156k (~10M events), M 1.56M (~100M events), L 4.7M (~300M events). For each size, in a fresh
 database on liftlab's server (embedded, or ``DATABASE_URL``):
 
-1. **The pipeline**, job by job as ``make demo`` runs it (build_data, daily_stats over the day
-   range, causal_studies, uplift_models, analyse_experiment per experiment, decide), under
-   Dagster's multiprocess executor (one step at a time, so stages do not overlap): every step
-   runs in its own process, whose peak RSS (``VmHWM``, and that of its children such as dbt) a
-   sampler thread reads from ``/proc``. Steps are grouped into the stages generate, ingest,
+1. **The pipeline**, job by job as ``make demo`` runs it (build_data, build_units per experiment,
+   daily_stats over the day range, uplift_models, analyse_experiment per experiment, decide), each
+   run in a fresh process of its own as the UI or the daemon launches it, under each job's own
+   executor (liftlab's local executor: the light jobs in-process, the heavy ones one step at a
+   time in processes forked from a forkserver with preloaded modules). The pipeline's wall time
+   (every run process, start-up included) is reported against the sum of its steps, and every
+   ``analyse_experiment`` run's wall time. A sampler thread reads each process's peak RSS
+   (``VmHWM``, and that of its children such as dbt) from ``/proc``; a step run in-process gets
+   its run process's peak. Steps are grouped into the stages generate, ingest,
    transform, gates, sufficient statistics, effects, causal, uplift fit and report; each gets
    wall time, rows/s and peak RSS.
 2. **Baselines, in the same run, on the same rows**:
@@ -152,77 +156,81 @@ def run_measured(cmd: list[str], env: dict | None = None) -> tuple[float, float,
 
 
 # --------------------------------------------------------------------------------------------
-# the pipeline's jobs, reconstructable for the multiprocess executor
+# the pipeline's jobs, each run in a process of its own as the UI or the daemon launches it
 
 
-def _defs():
-    from liftlab.definitions import defs
+def cmd_run_job(args) -> None:
+    """One run of liftlab's code location in this process, with the job's own executor (what a
+    run worker does for a run launched from the UI): prints the run id and outcome as JSON."""
+    import dagster as dg
 
-    return defs()
+    from liftlab.defs.execution import execute_run
 
-
-def build_data_job():
-    return _defs().resolve_job_def("build_data")
-
-
-def daily_stats_job():
-    return _defs().resolve_job_def("daily_stats")
-
-
-def build_units_job():
-    return _defs().resolve_job_def("build_units")
+    tags = dict(pair.split("=", 1) for pair in args.tag)
+    run_config = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}, **json.loads(args.run_config)}
+    with dg.DagsterInstance.get() as instance:
+        result = execute_run(args.job, instance, run_config=run_config, tags=tags)
+        print(json.dumps({"run_id": result.run_id, "success": result.success, "pid": os.getpid()}), flush=True)
 
 
-def uplift_models_job():
-    return _defs().resolve_job_def("uplift_models")
+#: The local executor (liftlab.defs.execution): in-process for the light jobs, and for the heavy
+#: ones a forkserver with preloaded modules, one step at a time so stages do not overlap.
+RUN_CONFIG = {"execution": {"config": {"max_concurrent": 1}}}
 
 
-def analyse_experiment_job():
-    return _defs().resolve_job_def("analyse_experiment")
+def launch_run(job: str, tags: dict[str, str], run_config: dict | None = None) -> dict:
+    """Run ``job`` in a fresh process (import, code location, executor, steps); its outcome and wall time."""
+    command = [sys.executable, str(Path(__file__).resolve()), "run-job", job,
+               "--run-config", json.dumps(RUN_CONFIG if run_config is None else run_config),
+               *(arg for k, v in tags.items() for arg in ("--tag", f"{k}={v}"))]
+    started = time.perf_counter()
+    out = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - started
+    if out.returncode != 0:
+        raise RuntimeError(f"{job} {tags}: exit code {out.returncode}\n{out.stderr[-3000:]}")
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "wall_seconds": wall}
 
 
-def decide_job():
-    return _defs().resolve_job_def("decide")
-
-
-def run_jobs(sampler: RssSampler) -> tuple[list[dict], dict]:
-    """The pipeline's jobs in order; per step: job, seconds, pid, peak RSS; and the metadata."""
+def run_jobs(sampler: RssSampler) -> tuple[list[dict], dict, list[dict]]:
+    """The pipeline's jobs in order, each in its own run process; per step: job, seconds, pid,
+    peak RSS; the materializations' metadata; per run: job, partition, wall seconds, its steps."""
     import dagster as dg
 
     from liftlab.pipeline import day_range_tags
     from liftlab.specs import load_specs
 
-    run_config = {"execution": {"config": {"multiprocess": {
-        "max_concurrent": 1, "start_method": {"forkserver": {"preload_modules": ["liftlab.definitions"]}}}}},
-        "loggers": {"console": {"config": {"log_level": "WARNING"}}}}
     ids = [item.spec.id for item in load_specs()]
-    plan = [(build_data_job, {})] + [(build_units_job, {"dagster/partition": i}) for i in ids]
-    plan += [(daily_stats_job, day_range_tags()), (uplift_models_job, {})]
-    plan += [(analyse_experiment_job, {"dagster/partition": i}) for i in ids]
-    plan += [(decide_job, {})]
-    steps, metadata = [], {}
+    plan = [("build_data", {})] + [("build_units", {"dagster/partition": i}) for i in ids]
+    plan += [("daily_stats", day_range_tags()), ("uplift_models", {})]
+    plan += [("analyse_experiment", {"dagster/partition": i}) for i in ids]
+    plan += [("decide", {})]
+    steps, metadata, runs = [], {}, []
     with dg.DagsterInstance.get() as instance:
         instance.add_dynamic_partitions("experiment", ids)
-        for factory, tags in plan:
-            started = time.perf_counter()
-            with dg.execute_job(dg.reconstructable(factory), instance=instance, run_config=run_config, tags=tags) as result:
-                wall = time.perf_counter() - started
-                job = factory.__name__.removesuffix("_job")
-                ok = result.success or job == "analyse_experiment"  # a halting gate fails its run, by design
-                if not ok:
-                    raise RuntimeError(f"{job} failed: {[e.message for e in result.all_events if e.is_failure][:3]}")
-                steps += _step_records(instance, result, job, sampler)
-                for event in result.all_events:
-                    if event.event_type_value == "ASSET_MATERIALIZATION":
-                        mat = event.event_specific_data.materialization
-                        metadata[mat.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
-                print(f"  {job} {tags.get('dagster/partition', '')}: {wall:.1f} s", flush=True)
-    return steps, metadata
+    for job, tags in plan:
+        outcome = launch_run(job, tags)
+        # a halting gate fails its run, by design
+        if not outcome["success"] and job != "analyse_experiment":
+            raise RuntimeError(f"{job} failed (run {outcome['run_id']})")
+        with dg.DagsterInstance.get() as instance:
+            mine = _step_records(instance, outcome, job, sampler)
+            steps += mine
+            for record in instance.all_logs(outcome["run_id"], of_type=dg.DagsterEventType.ASSET_MATERIALIZATION):
+                mat = record.dagster_event.event_specific_data.materialization
+                metadata[mat.asset_key.to_user_string()] = {k: getattr(v, "value", v) for k, v in mat.metadata.items()}
+        runs.append({"job": job, "partition": tags.get("dagster/partition"), "wall_seconds": outcome["wall_seconds"],
+                     "steps": len(mine), "steps_seconds": sum(st["seconds"] for st in mine),
+                     "step_processes": "forked" if any(st["own_process"] for st in mine) else "in-process",
+                     "success": outcome["success"]})
+        print(f"  {job} {tags.get('dagster/partition', '')}: {outcome['wall_seconds']:.1f} s", flush=True)
+    return steps, metadata, runs
 
 
-def _step_records(instance, result, job: str, sampler: RssSampler) -> list[dict]:
+def _step_records(instance, outcome: dict, job: str, sampler: RssSampler) -> list[dict]:
+    """Steps of one run; a step run in the run's own process (in-process executor) gets that
+    process's peak RSS over the whole run (an upper bound of its own)."""
     start, end, pid = {}, {}, {}
-    for record in instance.all_logs(result.run_id):
+    for record in instance.all_logs(outcome["run_id"]):
         event = record.dagster_event
         if event is None:
             continue
@@ -235,8 +243,9 @@ def _step_records(instance, result, job: str, sampler: RssSampler) -> list[dict]
             meta = getattr(event.event_specific_data, "metadata", None) or {}
             if "pid" in meta:
                 pid[key] = int(meta["pid"].value)
-    return [{"job": job, "step": k, "stage": stage_of(k), "seconds": end[k] - start[k], "pid": pid.get(k),
-             "peak_rss_mb": sampler.peak_mb(pid[k]) if k in pid else None}
+    return [{"job": job, "step": k, "stage": stage_of(k), "seconds": end[k] - start[k],
+             "pid": pid.get(k, outcome["pid"]), "own_process": k in pid,
+             "peak_rss_mb": sampler.peak_mb(pid.get(k, outcome["pid"]))}
             for k in start if k in end]
 
 
@@ -680,7 +689,7 @@ def bench_size(size: str, users: int, baselines: bool) -> dict:
 
     wall = time.perf_counter()
     with RssSampler() as sampler:
-        steps, metadata = run_jobs(sampler)
+        steps, metadata, runs = run_jobs(sampler)
     pipeline_wall = time.perf_counter() - wall
     events = int(metadata["raw/events"]["received"])
     if events != generated["events"]:  # the pipeline must have loaded this size's world, not another's
@@ -707,7 +716,15 @@ def bench_size(size: str, users: int, baselines: bool) -> dict:
     result = {"size": size, "users": users, "events": events, "pipeline_wall_seconds": pipeline_wall,
               "steps_seconds": sum(s["seconds"] for s in steps),
               "peak_rss_mb_any_process": max(s["peak_rss_mb"] or 0 for s in steps),
-              "stages": {s: stages[s] for s in STAGES}, "steps": steps}
+              "stages": {s: stages[s] for s in STAGES}, "steps": steps, "runs": runs}
+    # start-up cost: each run is a process of its own (import, code location, executor), as the UI launches it
+    result["wall_over_steps"] = pipeline_wall / result["steps_seconds"]
+    analyses = {r["partition"]: r["wall_seconds"] for r in runs if r["job"] == "analyse_experiment"}
+    result["analyse_experiment_run_seconds"] = {"by_experiment": analyses, "median": statistics.median(analyses.values()),
+                                                "max": max(analyses.values())}
+    print(f"  pipeline: wall {pipeline_wall:.1f} s, steps {result['steps_seconds']:.1f} s "
+          f"(×{result['wall_over_steps']:.2f}); analyse_experiment runs {min(analyses.values()):.1f}–"
+          f"{max(analyses.values()):.1f} s (median {result['analyse_experiment_run_seconds']['median']:.1f} s)", flush=True)
 
     if baselines:
         base = {}
@@ -803,6 +820,10 @@ def main(argv: list[str] | None = None) -> int:
     s = sub.add_parser("suffstats")
     s.add_argument("--rows", type=int, default=SUFFSTATS_DEFAULT_ROWS)
     s.add_argument("--dsn")
+    rj = sub.add_parser("run-job", help="one run of a job in this process, with the job's own executor")
+    rj.add_argument("job")
+    rj.add_argument("--tag", action="append", default=[], help="KEY=VALUE")
+    rj.add_argument("--run-config", default="{}")
     one = sub.add_parser("size", help="one size, in this process (main() runs each size this way)")
     one.add_argument("size", choices=sorted(SIZES))
     one.add_argument("--no-baselines", action="store_true")
@@ -822,6 +843,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "suffstats":
         cmd_suffstats(args)
+        return 0
+    if args.command == "run-job":
+        cmd_run_job(args)
         return 0
     RESULTS.mkdir(exist_ok=True)
     if args.command == "size":

@@ -56,6 +56,7 @@ def definitions_with(resources: Mapping[str, object] | None = None) -> dg.Defini
         schedules=loaded.schedules,
         sensors=loaded.sensors,
         resources={**(loaded.resources or {}), **resources},
+        executor=loaded.executor,
     )
 
 

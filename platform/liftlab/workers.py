@@ -180,6 +180,8 @@ def start_worker(name: str, env: dict[str, str], log_dir: Path, config: Path | N
         config = Path(env["LIFTLAB_CELERY_CONFIG"]) if env.get("LIFTLAB_CELERY_CONFIG") else celery_config_path()
     command = [str(executable) if executable.exists() else "dagster-celery", "worker", "start",
                "-A", "dagster_celery.app", "-y", str(config), "-n", name, "-l", loglevel,
+               # liftlab and its code location loaded once at start, not by the first step of each job
+               "-i", "liftlab.preload",
                "--", "--pool=solo", "--without-gossip", "--without-mingle"]
     # the launcher runs `celery` from PATH: this interpreter's
     env = {**env, "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", os.defpath)])}
@@ -191,6 +193,8 @@ def start_worker(name: str, env: dict[str, str], log_dir: Path, config: Path | N
 
 def wait_until_ready(workers: list[Worker], broker: str, timeout: float = 90.0) -> None:
     """Until every worker answers a ping through the broker (it is consuming the queue)."""
+    import kombu.exceptions
+    import redis.exceptions
     from celery import Celery
 
     app = Celery("liftlab-ping", broker=broker)
@@ -201,7 +205,13 @@ def wait_until_ready(workers: list[Worker], broker: str, timeout: float = 90.0) 
             for worker in workers:
                 if worker.process.poll() is not None:
                     raise RuntimeError(f"worker {worker.name} exited with {worker.process.returncode}:\n{worker.log_tail()}")
-            replies = app.control.ping(destination=sorted(pending), timeout=1.0) or []
+            try:
+                replies = app.control.ping(destination=sorted(pending), timeout=1.0) or []
+            except (redis.exceptions.ConnectionError, kombu.exceptions.OperationalError):
+                replies = []  # the broker is (re)starting: ask again, on new connections, until the deadline
+                app.close()
+                app = Celery("liftlab-ping", broker=broker)
+                time.sleep(0.5)
             for reply in replies:
                 pending -= set(reply)
             if pending and time.monotonic() > deadline:

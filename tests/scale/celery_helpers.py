@@ -61,29 +61,41 @@ class Cluster:
     def worker(self, hostname: str) -> Worker:
         return next(w for w in self.workers if w.hostname == hostname)
 
+    def orchestrator_log(self) -> str:
+        """The tail of the last orchestrating process's stderr."""
+        logs = sorted(self.directory.glob("orchestrator-*.log"))
+        return logs[-1].read_text()[-4000:] if logs else ""
+
     def logs(self) -> str:
         return "\n".join(f"--- {w.name} (pid {w._pid})\n{w.log_tail(4000)}" for w in self.workers)
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
+        """Every worker's warm shutdown at once (each waits for its broker connection to close), then Redis."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max(len(self.workers), 1)) as pool:
+            list(pool.map(Worker.stop, self.workers))
         self.redis.stop()
 
     def execute(self, job_name: str, instance: dg.DagsterInstance, database_url: str,
-                tags: dict[str, str] | None = None) -> dg.JobExecutionResult:
+                tags: dict[str, str] | None = None, from_failure_of: str | None = None) -> dg.JobExecutionResult:
         """Run ``job_name`` of liftlab's code location with the Celery executor: this process
         orchestrates, the workers run every step (on the database ``database_url``)."""
         # the orchestrating process reads the broker from its environment (see `orchestrating`):
         # a stale or missing one would send steps where no worker listens
         assert all(os.environ.get(k) == v for k, v in self.env.items()), "call inside cluster.orchestrating()"
-        return execute_on_celery(job_name, instance, database_url, tags)
+        return execute_on_celery(job_name, instance, database_url, tags, from_failure_of)
 
-    def launch(self, job_name: str, database_url: str, tags: dict[str, str]) -> subprocess.Popen:
-        """The same run orchestrated by a process of its own (stdout: ``{"run_id", "success"}``)."""
+    def launch(self, job_name: str, database_url: str, tags: dict[str, str],
+               partitions: list[str] | None = None) -> subprocess.Popen:
+        """The same run orchestrated by a process of its own, or one run per partition, one after
+        the other (stdout: a line ``{"partition", "run_id", "success"}`` per run)."""
         command = [sys.executable, "-m", "tests.scale.celery_helpers", job_name, database_url,
+                   *(["--partitions", ",".join(partitions)] if partitions else []),
                    *(f"{k}={v}" for k, v in tags.items())]
+        log = self.directory / f"orchestrator-{len(list(self.directory.glob('orchestrator-*.log')))}.log"
         return subprocess.Popen(command, env={**os.environ, **self.env}, cwd=config.REPO_ROOT,
-                                stdout=subprocess.PIPE, stderr=(self.directory / "orchestrator.log").open("wb"), text=True)
+                                stdout=subprocess.PIPE, stderr=log.open("wb"), text=True)
 
     @contextmanager
     def orchestrating(self) -> Iterator[None]:
@@ -94,24 +106,20 @@ class Cluster:
 
 
 def execute_on_celery(job_name: str, instance: dg.DagsterInstance, database_url: str,
-                      tags: dict[str, str] | None = None) -> dg.JobExecutionResult:
+                      tags: dict[str, str] | None = None, from_failure_of: str | None = None) -> dg.JobExecutionResult:
     """One run of liftlab's code location with the Celery executor (``LIFTLAB_EXECUTOR=celery``
     in this process's environment); the run config points liftlab's database at ``database_url``."""
-    from dagster._core.definitions.reconstruct import ReconstructableRepository
-
-    run_config = {"resources": {"postgres": {"config": {"database_url": database_url}}},
-                  "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
-    repository = ReconstructableRepository.for_module("liftlab.definitions", "defs", working_directory=str(config.REPO_ROOT))
-    job = repository.get_reconstructable_job(job_name)
-    assert job.get_definition().executor_def.name == "liftlab_celery"
     from celery.exceptions import DuplicateTaskNameWarning
 
+    from liftlab.defs.execution import execute_run
+    run_config = {"resources": {"postgres": {"config": {"database_url": database_url}}},
+                  "loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
     with warnings.catch_warnings():
         # dagster-celery registers its one task anew for every step it submits (same name, same
         # code) and Celery 5.7 warns each time: noise, not a fault
         warnings.simplefilter("ignore", DuplicateTaskNameWarning)
-        with dg.execute_job(job, instance, run_config=run_config, tags=tags) as result:
-            return result
+        return execute_run(job_name, instance, run_config=run_config, tags=tags, executor="liftlab_celery",
+                           from_failure_of=from_failure_of)
 
 
 def start_cluster(directory: Path, dagster_home: Path, visibility_timeout: int, workers: int = 2) -> Cluster:
@@ -128,10 +136,14 @@ def start_cluster(directory: Path, dagster_home: Path, visibility_timeout: int, 
     return cluster
 
 
-
-
 if __name__ == "__main__":
-    job_name, url, *pairs = sys.argv[1:]
+    job_name, url, *rest = sys.argv[1:]
+    partitions: list[str | None] = [None]
+    if rest[:1] == ["--partitions"]:
+        partitions, rest = rest[1].split(","), rest[2:]
+    tags = dict(pair.split("=", 1) for pair in rest)
     with dg.DagsterInstance.get() as instance:
-        outcome = execute_on_celery(job_name, instance, url, dict(pair.split("=", 1) for pair in pairs))
-    print(json.dumps({"run_id": outcome.run_id, "success": outcome.success}))
+        for partition in partitions:
+            outcome = execute_on_celery(job_name, instance, url,
+                                        {**tags, **({"dagster/partition": partition} if partition else {})})
+            print(json.dumps({"partition": partition, "run_id": outcome.run_id, "success": outcome.success}), flush=True)

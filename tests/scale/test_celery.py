@@ -18,12 +18,10 @@ import uuid
 import dagster as dg
 import pytest
 from dagster import DagsterEventType
-from psycopg import sql
 
-from liftlab import db
 from liftlab.pipeline import day_range_tags
 from tests.conftest import drop_database
-from tests.pipeline_helpers import snapshot
+from tests.pipeline_helpers import assert_as_built, clear_outputs, snapshot
 
 pytestmark = pytest.mark.heavy
 
@@ -39,23 +37,11 @@ def analysed(built) -> list[str]:
     return sorted(k for k in built.result.run_ids if ":" not in k and k not in NOT_ANALYSES)
 
 
-def clear_outputs(info: db.ConnInfo, run_ids: list[str]) -> dict[str, int]:
-    """Delete every row the given runs wrote (tables with a ``run_id`` column): the Celery runs
-    must write them again, or the comparison fails."""
-    deleted = {}
-    with db.connect(info) as conn:
-        tables = conn.execute(
-            "select table_schema, table_name from information_schema.columns c join information_schema.tables t "
-            "using (table_schema, table_name) where column_name = 'run_id' and table_type = 'BASE TABLE' "
-            "and table_schema not in ('pg_catalog', 'information_schema') order by 1, 2"
-        ).fetchall()
-        for schema, name in tables:
-            cursor = conn.execute(sql.SQL("delete from {} where run_id = any(%s)").format(sql.Identifier(schema, name)),
-                                  (run_ids,))
-            if cursor.rowcount:
-                deleted[f"{schema}.{name}"] = cursor.rowcount
-        conn.commit()
-    return deleted
+def reap(process) -> None:
+    """Kill an orchestrating process the test left running (it failed before the run ended)."""
+    if process.poll() is None:
+        process.kill()
+        process.wait()
 
 
 def _worker_of(record) -> str | None:
@@ -81,7 +67,8 @@ def step_events(instance: dg.DagsterInstance, run_id: str, event_type: DagsterEv
 
 
 @pytest.mark.timeout(900)
-def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(built, celery_cluster_factory, monkeypatch):
+def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(built, runs_home, celery_cluster_factory,
+                                                                                 monkeypatch):
     monkeypatch.setenv("LIFTLAB_REPORTS_DIR", str(built.reports))  # plots where the build wrote them (paths are stored)
     experiments = analysed(built)
     assert len(experiments) >= 5, experiments
@@ -95,21 +82,27 @@ def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(
 
         started = time.monotonic()
         # long enough for every step here (the longest took 23 s in a loaded build): none is handed out twice
-        cluster = celery_cluster_factory(built.home, visibility_timeout=600)
+        cluster = celery_cluster_factory(runs_home, visibility_timeout=600)
         ready = time.monotonic()
-        with cluster.orchestrating(), dg.DagsterInstance.from_config(str(built.home)) as instance:
+        with cluster.orchestrating(), dg.DagsterInstance.from_config(str(runs_home)) as instance:
             stats = cluster.execute("daily_stats", instance, info.url(), tags=day_range_tags())
             assert stats.success, cluster.logs()
             stats_done = time.monotonic()
             runs = {"daily_stats": stats.run_id}
 
-            # one run per experiment, one after the other, as the pipeline runs them (each run's steps
-            # that do not depend on each other run on both workers at once)
-            for experiment in experiments:
-                result = cluster.execute("analyse_experiment", instance, info.url(), tags={"dagster/partition": experiment})
+            # one run per experiment, two at a time (as the run queue of dagster.yaml runs them, each
+            # orchestrated by a process of its own): the steps of two runs keep both workers busy
+            launched = [cluster.launch("analyse_experiment", info.url(), {}, partitions=experiments[i::2]) for i in (0, 1)]
+            outcomes = {}
+            for process in launched:
+                out, _ = process.communicate(timeout=600)
+                assert process.returncode == 0, (out, cluster.logs())
+                outcomes.update({o["partition"]: o for o in map(json.loads, out.strip().splitlines())})
+            assert sorted(outcomes) == experiments
+            for experiment, outcome in outcomes.items():
                 # a halted experiment's run fails on its blocking gate, in-process and on the workers alike
-                assert result.success == (experiment not in built.result.halted), (experiment, cluster.logs())
-                runs[experiment] = result.run_id
+                assert outcome["success"] == (experiment not in built.result.halted), (experiment, cluster.logs())
+                runs[experiment] = outcome["run_id"]
             finished = time.monotonic()
 
             hosts = {w.hostname for w in cluster.workers}
@@ -128,10 +121,7 @@ def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(
                     assert "trust_gates" in step_events(instance, run_id, DagsterEventType.STEP_FAILURE)
             assert set(ran_on) == hosts, ran_on  # both workers ran steps
 
-        after = snapshot(info)
-        different = sorted(t for t in built.snapshot if after.get(t) != built.snapshot[t])
-        assert not different, {t: (after.get(t), built.snapshot[t]) for t in different}
-        assert after == built.snapshot
+        assert_as_built(info, built)
         print(f"\ncelery: workers ready in {ready - started:.1f} s; daily_stats + {len(experiments)} analyses "
               f"in {stats_done - ready:.1f} + {finished - stats_done:.1f} s; steps per worker {ran_on}; {sum(deleted.values())} rows rewritten identically")
     finally:
@@ -139,7 +129,7 @@ def test_daily_stats_and_every_analysis_on_two_workers_equal_the_in_process_run(
 
 
 @pytest.mark.timeout(600)
-def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, celery_cluster_factory, monkeypatch):
+def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, runs_home, celery_cluster_factory, monkeypatch):
     """SIGKILL the worker running a step: its message was not acknowledged (``task_acks_late``),
     Redis hands it out again after the visibility timeout, the other worker runs the step, the
     run succeeds and the tables equal the in-process run's — nothing lost, nothing doubled."""
@@ -162,13 +152,13 @@ def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, cel
     info = built.copy(prefix="liftlab_celery_kill")
     try:
         assert clear_outputs(info, [built.result.run_ids[experiment]])
-        cluster = celery_cluster_factory(built.home, visibility_timeout=KILL_VISIBILITY)
+        cluster = celery_cluster_factory(runs_home, visibility_timeout=KILL_VISIBILITY)
         marker = uuid.uuid4().hex
         # the run is orchestrated by a process of its own (as a run worker would); this one watches
         # the run's event log and kills the worker that runs the target step
         orchestrator = cluster.launch("analyse_experiment", info.url(), {"dagster/partition": experiment, "liftlab/test": marker})
         try:
-            with dg.DagsterInstance.from_config(str(built.home)) as instance:
+            with dg.DagsterInstance.from_config(str(runs_home)) as instance:
                 deadline = time.monotonic() + 120
                 run_id = victim = killed_at = None
                 while killed_at is None:
@@ -209,14 +199,75 @@ def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, cel
                 assert rerun - killed_at <= KILL_VISIBILITY + 10, rerun - killed_at
 
         finally:
-            if orchestrator.poll() is None:
-                orchestrator.kill()
-                orchestrator.wait()
+            reap(orchestrator)
 
-        after = snapshot(info)
-        different = sorted(t for t in built.snapshot if after.get(t) != built.snapshot[t])
-        assert not different, different
+        assert_as_built(info, built)
         print(f"\ncelery kill: {target} of {experiment} killed on {victim} (pid SIGKILL), rerun on {survivor} "
               f"{rerun - killed_at:.1f} s later; run succeeded; tables identical")
+    finally:
+        drop_database(info)
+
+
+def _run_failure(instance: dg.DagsterInstance, run_id: str):
+    record = instance.all_logs(run_id, of_type=DagsterEventType.RUN_FAILURE)[-1]
+    error = record.dagster_event.event_specific_data.error
+    chain = [error]
+    while error.cause is not None:
+        error = error.cause
+        chain.append(error)
+    return chain
+
+
+@pytest.mark.timeout(600)
+def test_the_broker_restarting_mid_run_fails_the_run_naming_it_and_a_reexecution_completes_it(
+        built, runs_home, celery_cluster_factory, monkeypatch):
+    """Redis restarted (stopped, started again on its port, empty) while a run's steps are on the
+    workers: the run fails with a message that names the broker and says how to resume, not with
+    the Redis client's "Connection closed by server"; once the workers are back, re-executing the
+    run from its failure completes it, and the tables equal the in-process run's."""
+    from liftlab.workers import wait_until_ready
+
+    monkeypatch.setenv("LIFTLAB_REPORTS_DIR", str(built.reports))  # plots where the build wrote them (paths are stored)
+    experiment = "aa_check"
+    info = built.copy(prefix="liftlab_celery_broker")
+    try:
+        assert clear_outputs(info, [built.result.run_ids[experiment]])
+        cluster = celery_cluster_factory(runs_home, visibility_timeout=600)
+        marker = uuid.uuid4().hex
+        orchestrator = cluster.launch("analyse_experiment", info.url(), {"dagster/partition": experiment, "liftlab/test": marker})
+        try:
+            with dg.DagsterInstance.from_config(str(runs_home)) as instance:
+                deadline, run_id = time.monotonic() + 120, None
+                while True:  # the first steps are on the workers: restart the broker under them
+                    assert time.monotonic() < deadline and orchestrator.poll() is None, cluster.orchestrator_log()
+                    runs = instance.get_runs(filters=dg.RunsFilter(tags={"liftlab/test": marker}))
+                    if runs and instance.all_logs(runs[0].run_id, of_type=DagsterEventType.STEP_START):
+                        run_id = runs[0].run_id
+                        break
+                    time.sleep(0.05)
+                cluster.redis.stop()
+                time.sleep(1)
+                cluster.redis.start()
+                out, _ = orchestrator.communicate(timeout=180)
+                outcome = json.loads(out.strip().splitlines()[-1])
+                assert outcome["run_id"] == run_id and not outcome["success"]
+                chain = _run_failure(instance, run_id)
+                broker = cluster.env["LIFTLAB_CELERY_BROKER"]
+                named = [e for e in chain if e.cls_name == "BrokerUnavailable"]
+                assert named, [f"{e.cls_name}: {e.message}" for e in chain]
+                assert f"the Celery broker {broker} stopped answering" in named[0].message
+                assert "re-execute the run from its failure" in named[0].message
+
+                # the workers reconnect to the restarted broker (a step they held when it went away may
+                # run again for the failed run: every step replaces what it writes)
+                wait_until_ready(cluster.workers, broker)
+                with cluster.orchestrating():
+                    again = cluster.execute("analyse_experiment", instance, info.url(), from_failure_of=run_id)
+                failures = [(r.step_key, r.dagster_event.step_failure_data.error.message[-400:]) for r in
+                            instance.all_logs(again.run_id, of_type=DagsterEventType.STEP_FAILURE)]
+                assert again.success, (failures, [f"{e.cls_name}: {e.message[-400:]}" for e in _run_failure(instance, again.run_id)])
+        finally:
+            reap(orchestrator)
+        assert_as_built(info, built)
     finally:
         drop_database(info)

@@ -125,12 +125,19 @@ def test_the_compose_celery_profile_has_a_broker_and_workers_that_match_the_code
     # the image has that file (Dockerfile), and the code location reads the same one
     assert "COPY deploy/celery.yaml ./deploy/celery.yaml" in (ROOT / "Dockerfile").read_text()
     assert "--pool=solo" in command
+    # liftlab's code location built once per worker (liftlab.preload), before the first step
+    assert command[command.index("-i") + 1] == "liftlab.preload" and command.index("-i") < command.index("--")
     assert re.fullmatch(r"\$\{LIFTLAB_CELERY_WORKERS:-[1-9][0-9]*\}", str(worker["deploy"]["replicas"]))
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
     # workers, code location, webserver and daemon share one environment: broker, database, Dagster storage
     env = worker["environment"]
     for name in ("code", "webserver", "daemon"):
         assert services[name]["environment"] == env
+    # the values steps pass to each other (the uplift fits) are pickled under $DAGSTER_HOME/storage:
+    # the run worker's container and every worker share that folder
+    storage = f"dagster_storage:{env['DAGSTER_HOME']}/storage"
+    assert storage in services["code"]["volumes"] and storage in worker["volumes"]
+    assert "dagster_storage" in compose["volumes"]
     assert env["LIFTLAB_CELERY_BROKER"].startswith("redis://redis:6379/")
     assert env["LIFTLAB_CELERY_BACKEND"].startswith("redis://redis:6379/")
     assert env["LIFTLAB_EXECUTOR"].startswith("${LIFTLAB_EXECUTOR:-")
