@@ -254,6 +254,10 @@ def pytest_sessionfinish(session):
     import shutil
 
     _save_group_seconds(session.config)
+    if os.environ.get("LIFTLAB_TEST_KEEP_WORLD"):
+        # iterating on the world's tests: `LIFTLAB_TEST_KEEP_WORLD=1 pytest --testrunuid NAME …` builds
+        # the world once and the next run with the same NAME reuses it (drop it by running without)
+        return
     shared = _shared_dir()
     try:
         if (shared / "world.pickle").exists() or (shared / "world.failed").exists():

@@ -67,7 +67,7 @@ def test_power_loop_finds_strong_heterogeneity(hillstrom):
     Qini is ≈ 0.008 against a bootstrap sd of ≈ 0.0005, so the learners' best CI must clear 0
     in every simulation; at s = 0 the best Qini is noise, far below it."""
     frame, spec = hillstrom
-    n_sims = int(os.environ.get("LIFTLAB_POWER_SIMS", "2"))
+    n_sims = int(os.environ.get("LIFTLAB_POWER_SIMS", "1"))
     cfg = PowerConfig(outcome="visit", levels=(0.0, 0.06), n_sims=n_sims, learners=("s_learner", "t_learner"),
                       n_folds=2, n_repeats=1, n_boot=100, workers=1)
     sims = run_power(cfg, frame, spec, log=lambda *_: None)
