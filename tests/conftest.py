@@ -9,6 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+
+# Two xdist workers on two cores: one BLAS/OpenMP thread each. LightGBM and OpenBLAS otherwise start
+# a thread per core in both workers, whose spin-waits on an oversubscribed machine doubled the wall
+# time of a fitting test (tests/uplift/test_learners.py: 36 s vs 17 s next to one busy process).
+# Set before numpy or LightGBM load; subprocesses inherit it; an explicit setting wins.
+for _threads in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_threads, "1")
+
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
