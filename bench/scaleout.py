@@ -77,7 +77,7 @@ def batch(n_workers: int, runs: list[tuple[str, dict]], env: dict[str, str], dir
     """Start Redis and ``n_workers`` workers, launch every run at once, wait; the batch's figures."""
     import dagster as dg
 
-    from liftlab.workers import RedisServer, free_port, start_worker, wait_until_ready
+    from liftlab.workers import RedisServer, free_port, start_worker, step_workers, wait_until_ready
 
     redis = RedisServer(directory / "redis", free_port()).start()
     env = {**env, "LIFTLAB_EXECUTOR": "celery", "LIFTLAB_CELERY_BROKER": redis.url(0),
@@ -106,20 +106,11 @@ def batch(n_workers: int, runs: list[tuple[str, dict]], env: dict[str, str], dir
     steps, by_worker = 0.0, {}
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         for outcome in outcomes:
-            begun = {}
-            for record in instance.all_logs(outcome["run_id"]):
-                event = record.dagster_event
-                if event is None:
-                    continue
-                if event.event_type_value == "STEP_START":
-                    begun[event.step_key] = record.timestamp
-                elif event.event_type_value == "STEP_SUCCESS":
-                    steps += record.timestamp - begun[event.step_key]
-                elif event.event_type_value == "ENGINE_EVENT" and event.engine_event_data:
-                    worker = (event.engine_event_data.metadata or {}).get("Celery worker")
-                    if worker is not None:
-                        name = str(getattr(worker, "value", worker))
-                        by_worker[name] = by_worker.get(name, 0) + 1
+            steps += sum(s.end_time - s.start_time for s in instance.get_run_step_stats(outcome["run_id"])
+                         if s.end_time and s.start_time)
+            for names in step_workers(instance, outcome["run_id"]).values():
+                for name in names:
+                    by_worker[name] = by_worker.get(name, 0) + 1
     if not all(o["success"] for o in outcomes):
         raise RuntimeError(f"a study run failed: {outcomes}")
     return {"workers": n_workers, "wall_seconds": wall, "steps_seconds": steps, "steps_by_worker": by_worker,
@@ -132,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed (Debian: apt-get install redis-server)")
+
+    import dagster as dg
 
     from liftlab import db
 
@@ -151,9 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         home = work / f"dagster_home_{n}"
         dagster_storage(server, f"liftlab_bench_scaleout_{n}", home)
         env = {"DATABASE_URL": info.url(), "DAGSTER_HOME": str(home), "LIFTLAB_REPORTS_DIR": str(work / "reports")}
-        with subprocess.Popen([sys.executable, "-c", "import dagster; dagster.DagsterInstance.get().add_dynamic_partitions("
-                               f"'experiment', {launches!r})"], env={**os.environ, **env}) as p:
-            p.wait()
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.add_dynamic_partitions("experiment", launches)
         print(f"== {size}: study jobs ({', '.join(j if not t else t['dagster/partition'] for j, t in runs)}) "
               f"on {n} worker(s)", flush=True)
         results[n] = batch(n, runs, env, work / f"celery_{n}")

@@ -221,6 +221,28 @@ def wait_until_ready(workers: list[Worker], broker: str, timeout: float = 90.0) 
         app.close()
 
 
+def worker_of(record) -> str | None:
+    """The Celery worker an event-log record names: dagster-celery's "Executing steps … in celery
+    worker" engine event carries it in its ``Celery worker`` field (the Dagster UI shows it)."""
+    event = record.dagster_event
+    if event is None or event.event_type_value != "ENGINE_EVENT" or not event.engine_event_data:
+        return None
+    value = (event.engine_event_data.metadata or {}).get("Celery worker")
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def step_workers(instance, run_id: str) -> dict[str, list[str]]:
+    """Step key → the workers that started it, in order, from the run's event log."""
+    from dagster import DagsterEventType
+
+    workers: dict[str, list[str]] = {}
+    for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
+        worker = worker_of(record)
+        if worker is not None:
+            workers.setdefault(record.step_key, []).append(worker)
+    return workers
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)

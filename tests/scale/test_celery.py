@@ -20,6 +20,7 @@ import pytest
 from dagster import DagsterEventType
 
 from liftlab.pipeline import day_range_tags
+from liftlab.workers import step_workers, worker_of
 from tests.conftest import drop_database
 from tests.pipeline_helpers import assert_as_built, clear_outputs, snapshot
 
@@ -42,24 +43,6 @@ def reap(process) -> None:
     if process.poll() is None:
         process.kill()
         process.wait()
-
-
-def _worker_of(record) -> str | None:
-    event = record.dagster_event
-    if event is None or event.event_type != DagsterEventType.ENGINE_EVENT or not event.engine_event_data:
-        return None
-    value = (event.engine_event_data.metadata or {}).get("Celery worker")
-    return None if value is None else str(getattr(value, "value", value))
-
-
-def step_workers(instance: dg.DagsterInstance, run_id: str) -> dict[str, list[str]]:
-    """Step key → the workers that started it, in order, from the run's event log (what the UI shows)."""
-    workers: dict[str, list[str]] = {}
-    for record in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT):
-        worker = _worker_of(record)
-        if worker is not None:
-            workers.setdefault(record.step_key, []).append(worker)
-    return workers
 
 
 def step_events(instance: dg.DagsterInstance, run_id: str, event_type: DagsterEventType) -> list[str]:
@@ -138,14 +121,8 @@ def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, run
     assert experiment in analysed(built) and experiment not in built.result.halted
     with dg.DagsterInstance.from_config(str(built.home)) as instance:
         # the step to kill: the longest of this experiment's analysis in the build
-        started_at: dict[str, float] = {}
-        durations: dict[str, float] = {}
-        for record in instance.all_logs(built.result.run_ids[experiment],
-                                        of_type={DagsterEventType.STEP_START, DagsterEventType.STEP_SUCCESS}):
-            if record.dagster_event.event_type == DagsterEventType.STEP_START:
-                started_at[record.step_key] = record.timestamp
-            else:
-                durations[record.step_key] = record.timestamp - started_at[record.step_key]
+        durations = {st.step_key: st.end_time - st.start_time
+                     for st in instance.get_run_step_stats(built.result.run_ids[experiment]) if st.end_time}
         target = max(durations, key=durations.get)
         assert durations[target] < KILL_VISIBILITY / 2, durations
 
@@ -168,7 +145,7 @@ def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, run
                         run_id = runs[0].run_id if runs else None
                     else:
                         records = instance.all_logs(run_id)
-                        taken = [(i, _worker_of(r)) for i, r in enumerate(records) if r.step_key == target and _worker_of(r)]
+                        taken = [(i, worker_of(r)) for i, r in enumerate(records) if r.step_key == target and worker_of(r)]
                         # the step has started on a worker: kill that worker, mid-step
                         if taken and any(r.step_key == target and r.dagster_event.event_type == DagsterEventType.STEP_START
                                          for r in records[taken[0][0]:] if r.dagster_event):
@@ -194,7 +171,7 @@ def test_a_worker_killed_mid_step_its_step_reruns_on_the_other_worker(built, run
                 assert sorted(successes) == sorted(set(successes)) == sorted(workers), (successes, workers)
                 assert step_events(instance, run_id, DagsterEventType.STEP_START).count(target) == 2
                 rerun = next(r.timestamp for r in instance.all_logs(run_id, of_type=DagsterEventType.ENGINE_EVENT)
-                             if r.step_key == target and _worker_of(r) == survivor)
+                             if r.step_key == target and worker_of(r) == survivor)
                 # handed out again by the visibility timeout (counted from when the victim took the message)
                 assert rerun - killed_at <= KILL_VISIBILITY + 10, rerun - killed_at
 
